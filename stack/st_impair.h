@@ -13,6 +13,7 @@
 #define ST_IMPAIR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../common/rift_rng.h"
@@ -31,7 +32,7 @@ typedef struct st_impair_rule {
     uint32_t src, dst;       /* directed link; ST_IMPAIR_ANY wildcards */
     bool cut;                /* drop everything (partition) */
     double loss;             /* drop probability, 0..1 */
-    double loss_correlation; /* 0..1: burstiness, as netem's correlation */
+    double loss_correlation; /* 0..1: burstiness; the long-run rate stays `loss` (Markov chain) */
     uint64_t delay_us;
     uint64_t jitter_us;
     uint8_t distribution;    /* st_delay_dist */
