@@ -66,6 +66,8 @@ struct px_replica {
     uint16_t peer_reported;
     uint64_t peer_heard_us[PX_MAX_REPLICAS];
     uint64_t snap_sent_us[PX_MAX_REPLICAS];
+    uint64_t learn_sent_us[PX_MAX_REPLICAS];
+    uint64_t learn_hi[PX_MAX_REPLICAS]; /* last index of the LEARN in flight */
     uint64_t snap_req_us;
     px_batch_builder batch;
     uint64_t batch_first_us;
@@ -512,6 +514,13 @@ static void catch_up(px_replica *r, uint16_t peer, uint64_t peer_le)
         send_snapshot(r, peer);
         return;
     }
+    /* One LEARN in flight per peer: the next goes when a reply shows the last one
+     * applied, or after a retransmit interval. Without this every reply triggers
+     * another LEARN, and duplicated packets multiply them into a storm. */
+    bool applied = peer_le >= r->learn_hi[peer];
+    if (!applied && r->now < r->learn_sent_us[peer] + r->cfg.retransmit_us)
+        return;
+    r->learn_sent_us[peer] = r->now;
     uint64_t hi = r->last_executed;
     if (hi - peer_le > r->cfg.learn_max_entries)
         hi = peer_le + r->cfg.learn_max_entries;
@@ -529,6 +538,7 @@ static void catch_up(px_replica *r, uint16_t peer, uint64_t peer_le)
     m.u.learn.entries = es;
     if (n)
         send_msg(r, &m, peer);
+    r->learn_hi[peer] = hi;
     free(es);
 }
 
@@ -866,7 +876,8 @@ static void on_snap_req(px_replica *r, const px_msg *m)
  * behind a peer's log_base abandons its election (on_promise). */
 static void on_snap(px_replica *r, const px_msg *m)
 {
-    if (r->role == PX_LEADER || m->u.snap.index <= r->last_executed)
+    /* An image older than our own trim point would leave a hole we can never fill. */
+    if (r->role == PX_LEADER || m->u.snap.index <= r->last_executed || m->u.snap.index < r->base)
         return;
     if (px_kv_image_install(r->kv, m->u.snap.image.data, m->u.snap.image.len) < 0)
         return;

@@ -1,0 +1,16 @@
+/* rift_bench.h — the benchmarks behind `rift-bench sim|check|stack|kv`.
+ *
+ * Each takes its own arguments (after the subcommand) and fills `out` with its
+ * figures: top-level keys are the systems measured ("rift", ...), each an
+ * object of figures whose names carry their unit (DESIGN.md "Executables").
+ * Returns 0, or a negative errno (bad arguments: -EINVAL). */
+#ifndef RIFT_BENCH_H
+#define RIFT_BENCH_H
+
+#include <jansson.h>
+
+/* Linearizability checker: histories per second and the largest history
+ * checked within a time limit (bench/rift_bench_check.c). */
+int rift_bench_check(int argc, char **argv, json_t *out);
+
+#endif
