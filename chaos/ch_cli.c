@@ -115,7 +115,7 @@ int ch_parse_run_opts(int argc, char **argv, ch_run_opts *o, const char ***sets,
         return -ENOMEM;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
             if (strcmp(optarg, "sim") && strcmp(optarg, "dpdk")) {
@@ -239,7 +239,7 @@ int ch_cli_check(int argc, char **argv)
     bool json = false;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end;
         switch (c) {
         case 't':

@@ -197,7 +197,7 @@ static int parse_fuzz(int argc, char **argv, fuzz_opts *o, const char ***sets)
     optind = 1;
     int c;
     uint64_t v;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'n':
             if (ch_parse_u64(optarg, &o->seeds) < 0 || o->seeds == 0)

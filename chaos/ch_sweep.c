@@ -156,7 +156,7 @@ int ch_cli_sweep(int argc, char **argv, volatile sig_atomic_t *interrupted)
     ch_run_opts o = {.interrupted = interrupted};
     optind = 1;
     int c;
-    while (rc == 0 && (c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'S':
             if (np == SWEEP_MAX_PARAMS || split_param(optarg, &ps[np++]) < 0) {
