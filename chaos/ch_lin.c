@@ -1514,7 +1514,8 @@ static int ch_look_list(ch_look *lk)
             k->compat = c;
             lk->cap = cap;
         }
-        memcpy(k->compat + at, lk->tmp, lk->n_tmp * sizeof *lk->tmp);
+        if (lk->n_tmp) /* memcpy from NULL is undefined even for 0 bytes */
+            memcpy(k->compat + at, lk->tmp, lk->n_tmp * sizeof *lk->tmp);
         at += lk->n_tmp;
         k->prunable[g] = 1;
     }
