@@ -51,6 +51,8 @@ static json_t *random_fault(rift_rng *g, int kind, int replicas, uint64_t at)
             snprintf(n, sizeof(n), "r%d", i);
             json_array_append_new(rift_rng_next(g) & 1 ? g1 : g2, json_string(n));
         }
+        if (json_array_size(g2) == 0) /* both sides must hold a replica */
+            json_array_append_new(g2, json_string("r1")), json_array_remove(g1, 0);
         json_array_append_new(g1, json_string("c1")); /* the client sits on one side */
         json_object_set_new(act, "groups", json_pack("[o,o]", g1, g2));
         break;
