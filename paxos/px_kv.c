@@ -8,6 +8,7 @@
  * hash maps (glib's GHashTable, hsearch(3), uthash) bring a runtime dependency,
  * global state or abort-on-OOM into a core that must stay pure, deterministic
  * (iteration order = insertion history) and report allocation failure. */
+#include "px_codec.h"
 #include "px_kv.h"
 
 #include <assert.h>
@@ -15,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PX_VARINT_MAX 10u
 #define PX_BATCH_RESERVE 5u  /* room for the count (a u32 varint) in front of a batch */
 #define PX_IMAGE_VERSION 1u
 #define PX_IMAGE_HDR_LEN 3u  /* 'R' 'K' version */
@@ -23,32 +23,7 @@
 #define PX_IMAGE_SEED 0x696d616765ULL
 #define PX_TAB_MIN 16u
 
-/* ---- varint writer / reader (same rules as px_msg.c) ---- */
-
-typedef struct px_wr {
-    uint8_t *buf;  /* NULL: only count */
-    size_t len, cap;
-} px_wr;
-
-static void wr_raw(px_wr *w, const void *p, size_t n)
-{
-    if (w->buf && n) {
-        assert(w->len + n <= w->cap);
-        memcpy(w->buf + w->len, p, n);
-    }
-    w->len += n;
-}
-
-static void wr_var(px_wr *w, uint64_t v)
-{
-    uint8_t tmp[PX_VARINT_MAX];
-    size_t n = 0;
-    do {
-        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
-    wr_raw(w, tmp, n);
-}
+/* ---- codec helpers beyond px_codec.h ---- */
 
 static void wr_bytes(px_wr *w, const uint8_t *p, size_t n)
 {
@@ -75,29 +50,6 @@ static void wr_le64(px_wr *w, uint64_t v)
     uint8_t tmp[8];
     put_le64(tmp, v);
     wr_raw(w, tmp, sizeof tmp);
-}
-
-typedef struct px_rd {
-    const uint8_t *p, *end;
-    bool bad;  /* sticky: parse straight through, check once */
-} px_rd;
-
-static uint64_t rd_var(px_rd *r, uint64_t max)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; !r->bad && i < PX_VARINT_MAX && r->p < r->end; i++) {
-        uint8_t b = *r->p++;
-        if ((i == PX_VARINT_MAX - 1 && b > 1) || (i > 0 && b == 0))
-            break;  /* beyond 64 bits, or not minimal */
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            if (v <= max)
-                return v;
-            break;
-        }
-    }
-    r->bad = true;
-    return 0;
 }
 
 static px_bytes rd_bytes(px_rd *r, uint32_t max)

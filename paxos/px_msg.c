@@ -5,6 +5,7 @@
  * The encoding is canonical (minimal varints, fields irrelevant to a case are
  * not written) so decode -> encode reproduces the input byte for byte.
  * One writer serves both encode and encoded_size, so the two cannot disagree. */
+#include "px_codec.h"
 #include "px_msg.h"
 
 #include <assert.h>
@@ -14,66 +15,13 @@
 #include <string.h>
 
 #define PX_HDR_LEN 4u
-#define PX_VARINT_MAX 10u
 /* Smallest encoded entry: index, ballot, committed, value length (1 byte each). */
 #define PX_ENTRY_MIN_LEN 4u
-
-/* Writer: with buf == NULL it only counts. */
-typedef struct px_wr {
-    uint8_t *buf;
-    size_t len, cap;
-} px_wr;
-
-static void wr_raw(px_wr *w, const void *p, size_t n)
-{
-    if (w->buf && n) {
-        assert(w->len + n <= w->cap);
-        memcpy(w->buf + w->len, p, n);
-    }
-    w->len += n;
-}
-
-static void wr_var(px_wr *w, uint64_t v)
-{
-    uint8_t tmp[PX_VARINT_MAX];
-    size_t n = 0;
-    do {
-        tmp[n] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        n++;
-        v >>= 7;
-    } while (v);
-    wr_raw(w, tmp, n);
-}
 
 static void wr_bytes(px_wr *w, px_bytes b)
 {
     wr_var(w, b.len);
     wr_raw(w, b.data, b.len);
-}
-
-/* Reader: errors are sticky, so a parse reads straight through and checks once. */
-typedef struct px_rd {
-    const uint8_t *p, *end;
-    bool bad;
-} px_rd;
-
-/* LEB128, at most 10 bytes, no bits beyond 64, minimal (no trailing zero group). */
-static uint64_t rd_var(px_rd *r, uint64_t max)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; !r->bad && i < PX_VARINT_MAX && r->p < r->end; i++) {
-        uint8_t b = *r->p++;
-        if ((i == PX_VARINT_MAX - 1 && b > 1) || (i > 0 && b == 0))
-            break;
-        v |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            if (v <= max)
-                return v;
-            break;
-        }
-    }
-    r->bad = true;
-    return 0;
 }
 
 static uint8_t rd_flag(px_rd *r)
