@@ -133,6 +133,18 @@ int px_config_set(px_config *c, const char *name, const char *value)
     return -ENOENT;
 }
 
+void px_config_foreach(const px_config *c, void (*fn)(void *ctx, const char *name, const char *value), void *ctx)
+{
+    fn(ctx, "fd", px_fd_policy_name(c->fd));
+    for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        uint32_t v = *(const uint32_t *)((const char *)c + params[i].offset);
+        char buf[32];
+        /* %.17g round-trips through parse_num: 1500 µs -> "1.5" ms -> 1500 µs. */
+        snprintf(buf, sizeof(buf), "%.17g", (double)v / params[i].scale);
+        fn(ctx, params[i].name, buf);
+    }
+}
+
 const char *px_role_name(px_role r)
 {
     static const char *const names[] = {"follower", "candidate", "leader"};

@@ -75,6 +75,9 @@ int px_config_check(const px_config *c, char *err, size_t errlen);
  * "election_timeout_max_ms", "fd", "batch_max_cmds", ...). Values in ms where the
  * name says so. -ENOENT for an unknown name, -EINVAL for a bad value. */
 int px_config_set(px_config *c, const char *name, const char *value);
+/* Every parameter as (name, value) strings that px_config_set accepts back:
+ * how a config crosses a process boundary (rift-replica's config file). */
+void px_config_foreach(const px_config *c, void (*fn)(void *ctx, const char *name, const char *value), void *ctx);
 const char *px_fd_policy_name(px_fd_policy p);
 int px_fd_policy_parse(const char *s, px_fd_policy *out);
 
