@@ -1,5 +1,5 @@
 # Thin wrapper over scripts/bootstrap + CMake presets. See README.md.
-.PHONY: all bootstrap build test test-asan bench clean
+.PHONY: all bootstrap build test test-asan bench demo clean
 
 all: build
 
@@ -19,6 +19,13 @@ test-asan: bootstrap
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan
 	@ctest --preset asan
+
+# A partial-connectivity scenario (r2 and r3 cannot talk; both reach r1) on the
+# real dataplane: namespaces, veths, rift-stackd on DPDK, rift-replica processes.
+DEMO_SCENARIO ?= scenarios/chained.json
+demo: build
+	@build/bin/rift run $(DEMO_SCENARIO) --backend dpdk --out runs/demo; rc=$$?; \
+	  echo "report: $(CURDIR)/runs/demo/report.html (run.json, history.jsonl, junit.xml beside it)"; exit $$rc
 
 bench: build
 	@build/bin/rift-bench sim --json

@@ -13,4 +13,12 @@
  * checked within a time limit (bench/rift_bench_check.c). */
 int rift_bench_check(int argc, char **argv, json_t *out);
 
+/* The rift dataplane (two rift-stackd on a veth pair) against kernel UDP on
+ * the same veths: msgs_per_s, RTT p50/p99, impairment cost (bench/rift_bench_stack.c). */
+int rift_bench_stack(int argc, char **argv, json_t *out);
+
+/* The shared-memory application channel alone, two processes: 64-byte message
+ * rates each way and RTTs, against an AF_UNIX socketpair (bench/rift_bench_chan.c). */
+int rift_bench_chan(int argc, char **argv, json_t *out);
+
 #endif

@@ -37,4 +37,9 @@ typedef struct ch_run_ctx {
  * (-EINVAL: the scenario asks for something this backend cannot do). */
 int ch_backend_sim_run(const ch_run_ctx *ctx, ch_error *err);
 
+/* Run the scenario on the DPDK testbed (network namespaces, rift-stackd and
+ * rift-replica processes). -ENOSYS with err naming what is missing (root, the
+ * binaries, a DPDK port) when the environment cannot host it. */
+int ch_backend_dpdk_run(const ch_run_ctx *ctx, ch_error *err);
+
 #endif

@@ -94,13 +94,14 @@ static void run_help(FILE *f)
     fprintf(f, "usage: rift run SCENARIO.json|DIR... [--backend dpdk|sim] [--seed N] [--set key=value]...\n"
                "                [--out DIR] [--json] [--live]\n\n"
                "Runs each scenario, checks its history and assertions, and writes run.json,\n"
-               "history.jsonl and junit.xml into runs/<name>-<time>/ (or --out DIR).\n"
+               "history.jsonl, junit.xml and report.html into runs/<name>-<time>/ (or --out DIR).\n"
                "  --backend B     sim (deterministic simulator) or dpdk (namespaces + DPDK)\n"
                "  --seed N        override the scenario's seed\n"
                "  --set k=v       override a scenario field by dotted path (cluster.paxos.fd=naive)\n"
                "  --out DIR       write into DIR (one scenario only)\n"
                "  --json          print a JSON summary object as the last line of stdout\n"
-               "  --live          keep run.json updated while the run goes (dashboard live view)\n"
+               "  --live          watch it in report.html: live.js is rewritten every second and the\n"
+               "                  simulator runs at wall-clock speed (dashboard live view)\n"
                "Exit: the worst of the runs: 0 pass, 1 fail, 2 bad input, 3 environment, 4 unknown.\n");
 }
 
@@ -134,7 +135,7 @@ int ch_parse_run_opts(int argc, char **argv, ch_run_opts *o, const char ***sets,
         case 'S': (*sets)[o->n_sets++] = optarg; break;
         case 'o': o->out_dir = optarg; break;
         case 'j': *json = true; break;
-        case 'l': break; /* live updates: run.json is rewritten as the run goes (see ch_run) */
+        case 'l': o->live = true; break; /* report.html + live.js as the run goes (ch_report) */
         case 'h': return 1;
         default: return -EINVAL;
         }

@@ -301,8 +301,209 @@ static int ch_parse_object(const ch_pctx *p, json_t *obj, ch_op *op)
     return ch_parse_value(p, obj, op);
 }
 
-int ch_history_parse_line(const char *line, size_t len, const char *file,
-                          uint32_t line_no, ch_op *out, ch_error *err)
+/* ---- the fast path for plain lines ----
+ *
+ * Generic JSON parsing (a jansson tree per line, then lookups) costs about
+ * five times the search on a 100k-op history (bench/rift_bench_check.c), so
+ * lines of the common shape are read directly: one flat object of known
+ * fields, each at most once; integers of plain digits; strings of printable
+ * ASCII without escapes; values null, a string, or a pair of them. Anything
+ * else — and any line the value rules reject — goes to the jansson path,
+ * which stays the one authority on what is malformed and how to say so. The
+ * fast path only ever accepts what the jansson path would accept, with the
+ * same result. */
+
+enum { HF_PROCESS, HF_TYPE, HF_F, HF_KEY, HF_VALUE, HF_TIME, HF_N };
+
+typedef struct hf_str {
+    const char *p; /* NULL: JSON null */
+    size_t n;
+} hf_str;
+
+typedef struct hf_line {
+    const char *s, *end;
+    unsigned seen;             /* bit per HF_ field */
+    int64_t process, time_us;
+    int type, f;
+    hf_str key;
+    int value_kind;            /* 0 absent or null, 1 string, 2 pair */
+    hf_str v0, v1;             /* string: v0; pair: [v0, v1] */
+} hf_line;
+
+static void hf_ws(hf_line *l)
+{
+    while (l->s < l->end && (*l->s == ' ' || *l->s == '\t' || *l->s == '\r' || *l->s == '\n'))
+        l->s++;
+}
+
+static bool hf_lit(hf_line *l, char c)
+{
+    hf_ws(l);
+    if (l->s < l->end && *l->s == c) {
+        l->s++;
+        return true;
+    }
+    return false;
+}
+
+/* A string of printable ASCII, no escapes (else: not plain). */
+static bool hf_string(hf_line *l, hf_str *out)
+{
+    hf_ws(l);
+    if (l->s >= l->end || *l->s != '"')
+        return false;
+    const char *b = ++l->s;
+    while (l->s < l->end && *l->s != '"') {
+        unsigned char c = (unsigned char)*l->s;
+        if (c < 0x20 || c >= 0x7f || c == '\\')
+            return false;
+        l->s++;
+    }
+    if (l->s >= l->end)
+        return false;
+    *out = (hf_str){b, (size_t)(l->s - b)};
+    l->s++;
+    return true;
+}
+
+static bool hf_string_or_null(hf_line *l, hf_str *out)
+{
+    hf_ws(l);
+    if (l->end - l->s >= 4 && memcmp(l->s, "null", 4) == 0) {
+        l->s += 4;
+        *out = (hf_str){NULL, 0};
+        return true;
+    }
+    return hf_string(l, out);
+}
+
+/* 0 or digits without a leading zero, at most 18 of them (no overflow); what
+ * follows must end the number (a fraction or exponent is not plain). */
+static bool hf_uint(hf_line *l, int64_t *out)
+{
+    hf_ws(l);
+    const char *b = l->s;
+    int64_t v = 0;
+    while (l->s < l->end && *l->s >= '0' && *l->s <= '9' && l->s - b < 19)
+        v = v * 10 + (*l->s++ - '0');
+    size_t n = (size_t)(l->s - b);
+    if (n == 0 || n > 18 || (n > 1 && *b == '0'))
+        return false;
+    if (l->s < l->end && (*l->s == '.' || *l->s == 'e' || *l->s == 'E' || (*l->s >= '0' && *l->s <= '9')))
+        return false;
+    *out = v;
+    return true;
+}
+
+static int hf_enum(const hf_str *v, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strlen(names[i]) == v->n && memcmp(names[i], v->p, v->n) == 0)
+            return i;
+    return -1;
+}
+
+static bool hf_value(hf_line *l)
+{
+    hf_ws(l);
+    if (l->s < l->end && *l->s == '[') {
+        l->s++;
+        l->value_kind = 2;
+        return hf_string_or_null(l, &l->v0) && hf_lit(l, ',') && hf_string_or_null(l, &l->v1) && hf_lit(l, ']');
+    }
+    if (!hf_string_or_null(l, &l->v0))
+        return false;
+    l->value_kind = l->v0.p ? 1 : 0;
+    return true;
+}
+
+static bool hf_member(hf_line *l)
+{
+    static const char *const names[HF_N] = {"process", "type", "f", "key", "value", "time"};
+    hf_str name, v;
+    if (!hf_string(l, &name) || !hf_lit(l, ':'))
+        return false;
+    int field = hf_enum(&name, names, HF_N);
+    if (field < 0 || (l->seen & (1u << field)))
+        return false; /* unknown or repeated: the jansson path words it */
+    l->seen |= 1u << field;
+    switch (field) {
+    case HF_PROCESS: return hf_uint(l, &l->process) && l->process <= (int64_t)UINT32_MAX;
+    case HF_TIME: return hf_uint(l, &l->time_us);
+    case HF_KEY: return hf_string(l, &l->key);
+    case HF_VALUE: return hf_value(l);
+    case HF_TYPE: return hf_string(l, &v) && (l->type = hf_enum(&v, ch_type_names, 4)) >= 0;
+    default: return hf_string(l, &v) && (l->f = hf_enum(&v, ch_f_names, 5)) >= 0;
+    }
+}
+
+/* The value rules of ch_parse_value, on the plain shapes: true when allowed. */
+static bool hf_value_ok(const hf_line *l)
+{
+    bool invoke = l->type == CH_INVOKE, str = l->value_kind == 1, pair = l->value_kind == 2;
+    switch (l->f) {
+    case CH_GET: return l->type == CH_OK ? (l->seen & (1u << HF_VALUE)) && !pair : l->value_kind == 0;
+    case CH_DEL: return l->value_kind == 0;
+    case CH_PUT:
+    case CH_APPEND: return invoke ? str : !pair;
+    default: return (!invoke && l->value_kind == 0) || (pair && l->v1.p);
+    }
+}
+
+static char *hf_dup(hf_str v, bool *oom)
+{
+    if (!v.p)
+        return NULL;
+    char *d = malloc(v.n + 1);
+    if (!d) {
+        *oom = true;
+        return NULL;
+    }
+    memcpy(d, v.p, v.n);
+    d[v.n] = '\0';
+    return d;
+}
+
+/* 1: parsed into *out; 0: not a plain line (nothing allocated); -ENOMEM. */
+static int hf_parse(const char *line, size_t len, ch_op *out)
+{
+    hf_line l = {.s = line, .end = line + len};
+    if (!hf_lit(&l, '{'))
+        return 0;
+    bool ok = true;
+    if (!hf_lit(&l, '}')) {
+        do
+            ok = hf_member(&l);
+        while (ok && hf_lit(&l, ','));
+        ok = ok && hf_lit(&l, '}');
+    }
+    hf_ws(&l);
+    unsigned required = (1u << HF_N) - 1 - (1u << HF_VALUE);
+    if (!ok || l.s != l.end || (l.seen & required) != required || !hf_value_ok(&l))
+        return 0;
+    out->process = (uint32_t)l.process;
+    out->type = (ch_type)l.type;
+    out->f = (ch_f)l.f;
+    out->time_us = l.time_us;
+    bool oom = false;
+    out->key = hf_dup(l.key, &oom);
+    if (l.value_kind == 2) {
+        out->has_cas_expected = true;
+        out->cas_expected = hf_dup(l.v0, &oom);
+        out->value = hf_dup(l.v1, &oom);
+    } else if (l.value_kind == 1 && (l.f == CH_GET || l.f == CH_PUT || l.f == CH_APPEND)) {
+        out->value = hf_dup(l.v0, &oom);
+    }
+    if (oom) {
+        ch_op_clear(out);
+        return -ENOMEM;
+    }
+    return 1;
+}
+
+/* The general path: any line, every error worded. */
+static int ch_parse_line_json(const char *line, size_t len, const char *file,
+                              uint32_t line_no, ch_op *out, ch_error *err)
 {
     ch_pctx p = {.file = file, .line = line_no, .err = err};
     memset(out, 0, sizeof *out);
@@ -332,56 +533,67 @@ int ch_history_parse_line(const char *line, size_t len, const char *file,
     return rc;
 }
 
+int ch_history_parse_line(const char *line, size_t len, const char *file,
+                          uint32_t line_no, ch_op *out, ch_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->line = line_no;
+    int fast = hf_parse(line, len, out);
+    if (fast != 0)
+        return fast < 0 ? fast : 0;
+    return ch_parse_line_json(line, len, file, line_no, out, err);
+}
+
 /* ---- pairing ---- */
 
 /* Per-process state, open addressing keyed by process id. */
-typedef struct ch_proc_slot {
+typedef struct hist_proc_slot {
     uint32_t process;
     bool used;
     size_t last; /* index of the process's latest op */
     size_t open; /* its open invoke, CH_NONE if none */
-} ch_proc_slot;
+} hist_proc_slot;
 
-typedef struct ch_proc_map {
-    ch_proc_slot *slots;
+typedef struct hist_proc_map {
+    hist_proc_slot *slots;
     size_t cap, n;
-} ch_proc_map;
+} hist_proc_map;
 
-static size_t ch_proc_hash(uint32_t p, size_t cap)
+static size_t hist_proc_hash(uint32_t p, size_t cap)
 {
     return (size_t)(((uint64_t)p * 0x9e3779b97f4a7c15ULL) >> 20) & (cap - 1);
 }
 
-static ch_proc_slot *ch_proc_find(ch_proc_slot *slots, size_t cap, uint32_t p)
+static hist_proc_slot *hist_proc_find(hist_proc_slot *slots, size_t cap, uint32_t p)
 {
-    size_t i = ch_proc_hash(p, cap);
+    size_t i = hist_proc_hash(p, cap);
     while (slots[i].used && slots[i].process != p)
         i = (i + 1) & (cap - 1);
     return &slots[i];
 }
 
-static int ch_proc_grow(ch_proc_map *m)
+static int hist_proc_grow(hist_proc_map *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 64;
-    ch_proc_slot *slots = calloc(cap, sizeof *slots);
+    hist_proc_slot *slots = calloc(cap, sizeof *slots);
     if (!slots)
         return -ENOMEM;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].used)
-            *ch_proc_find(slots, cap, m->slots[i].process) = m->slots[i];
+            *hist_proc_find(slots, cap, m->slots[i].process) = m->slots[i];
     free(m->slots);
     m->slots = slots;
     m->cap = cap;
     return 0;
 }
 
-static ch_proc_slot *ch_proc_get(ch_proc_map *m, uint32_t p)
+static hist_proc_slot *hist_proc_get(hist_proc_map *m, uint32_t p)
 {
-    if ((m->n + 1) * 2 > m->cap && ch_proc_grow(m) < 0)
+    if ((m->n + 1) * 2 > m->cap && hist_proc_grow(m) < 0)
         return NULL;
-    ch_proc_slot *s = ch_proc_find(m->slots, m->cap, p);
+    hist_proc_slot *s = hist_proc_find(m->slots, m->cap, p);
     if (!s->used) {
-        *s = (ch_proc_slot){.process = p, .used = true, .last = CH_NONE, .open = CH_NONE};
+        *s = (hist_proc_slot){.process = p, .used = true, .last = CH_NONE, .open = CH_NONE};
         m->n++;
     }
     return s;
@@ -438,7 +650,7 @@ static bool ch_completion_value_ok(const ch_op *inv, const ch_op *c)
     }
 }
 
-static int ch_pair_completion(const ch_history *h, const char *file, size_t i, ch_proc_slot *s,
+static int ch_pair_completion(const ch_history *h, const char *file, size_t i, hist_proc_slot *s,
                               ch_error *err)
 {
     const ch_op *op = &h->ops[i];
@@ -467,7 +679,7 @@ static int ch_pair_completion(const ch_history *h, const char *file, size_t i, c
     return 0;
 }
 
-static int ch_pair_one(const ch_history *h, const char *file, size_t i, ch_proc_slot *s,
+static int ch_pair_one(const ch_history *h, const char *file, size_t i, hist_proc_slot *s,
                        size_t *match, ch_error *err)
 {
     const ch_op *op = &h->ops[i];
@@ -508,12 +720,12 @@ static int ch_pair_one(const ch_history *h, const char *file, size_t i, ch_proc_
 
 int ch_history_pair(const ch_history *h, const char *file, size_t *match, ch_error *err)
 {
-    ch_proc_map m = {0};
+    hist_proc_map m = {0};
     int rc = 0;
     for (size_t i = 0; match && i < h->n; i++)
         match[i] = CH_NONE;
     for (size_t i = 0; i < h->n && rc == 0; i++) {
-        ch_proc_slot *s = ch_proc_get(&m, h->ops[i].process);
+        hist_proc_slot *s = hist_proc_get(&m, h->ops[i].process);
         rc = s ? ch_pair_one(h, file, i, s, match, err) : -ENOMEM;
     }
     free(m.slots);

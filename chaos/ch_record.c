@@ -32,6 +32,7 @@ struct ch_record {
     ch_recovery *recov;
     uint32_t n_recov, cap_recov;
     uint32_t leaders_seen, elections, step_downs, trims, snaps;
+    int last_leader; /* replica that last became leader, -1 = none yet */
     uint64_t max_log_entries;
     uint64_t end_us;
 };
@@ -44,6 +45,7 @@ ch_record *ch_record_new(int n_replicas)
     if (!r)
         return NULL;
     r->n = n_replicas;
+    r->last_leader = -1;
     r->history = ch_history_new();
     r->events = json_array();
     r->samples = json_object();
@@ -193,7 +195,13 @@ void ch_record_px_event(ch_record *r, const px_event *e)
     switch (e->kind) {
     case PX_EV_EXECUTE: check_execute(r, e); break;
     case PX_EV_SNAP_INSTALL: check_snapshot(r, e); r->snaps++; break;
-    case PX_EV_ROLE: r->leaders_seen += e->a == PX_LEADER; break;
+    case PX_EV_ROLE:
+        /* A change of who leads: a leader re-elected under a new ballot is not one. */
+        if (e->a == PX_LEADER && (int)e->replica != r->last_leader) {
+            r->leaders_seen++;
+            r->last_leader = e->replica;
+        }
+        break;
     case PX_EV_ELECTION_START: r->elections++; break;
     case PX_EV_STEP_DOWN: r->step_downs++; break;
     case PX_EV_TRIM: r->trims++; break;
@@ -315,6 +323,8 @@ void ch_record_resource(ch_record *r, uint64_t t_us, const char *process, double
     json_array_append_new(column(obj, "cpu_pct"), json_real(cpu_pct));
     push_int(obj, "rss_bytes", rss_bytes);
 }
+
+void ch_record_set_now(ch_record *r, uint64_t t_us) { r->end_us = t_us; }
 
 void ch_record_end(ch_record *r, uint64_t t_us)
 {
@@ -485,20 +495,58 @@ int ch_record_metrics(ch_record *r, ch_metrics *m)
 
 /* ---------- JSON ---------- */
 
+/* Latency p50/p99 per bucket. keys hold bucket << 40 | latency (capped), so one
+ * sort groups the completions by bucket with each group in latency order. */
+static void bucket_percentiles(uint64_t *keys, size_t n, size_t nb, json_t *p50, json_t *p99)
+{
+    qsort(keys, n, sizeof(uint64_t), cmp_u64);
+    size_t i = 0;
+    for (size_t b = 0; b < nb; b++) {
+        size_t from = i;
+        while (i < n && keys[i] >> 40 == b)
+            i++;
+        uint64_t mask = (1ull << 40) - 1, m = i - from;
+        size_t mid = m ? from + (m - 1) / 2 : 0, hi = m ? from + (size_t)((double)(m - 1) * 0.99 + 0.5) : 0;
+        json_array_append_new(p50, json_integer((json_int_t)(m ? keys[mid] & mask : 0)));
+        json_array_append_new(p99, json_integer((json_int_t)(m ? keys[hi] & mask : 0)));
+    }
+}
+
+/* Windows without a completed op that are long enough to matter: at least
+ * 100 ms and 10x the run's mean gap (a slow workload is not "unavailable").
+ * times is sorted. At most 2000 windows, the first ones. */
+static json_t *unavailable_windows(const uint64_t *times, size_t n, uint64_t end_us)
+{
+    json_t *w = json_array();
+    uint64_t min_us = n ? 10 * (end_us / n) : 0;
+    if (min_us < 100000)
+        min_us = 100000;
+    uint64_t prev = 0;
+    for (size_t i = 0; i <= n && w && json_array_size(w) < 2000; i++) {
+        uint64_t t = i < n ? times[i] : end_us;
+        if (t > prev && t - prev >= min_us)
+            json_array_append_new(w, json_pack("[I,I]", (json_int_t)prev, (json_int_t)t));
+        if (t > prev)
+            prev = t;
+    }
+    return w;
+}
+
 /* Throughput and latency per time bucket, for the dashboard's charts. */
 static json_t *series_json(const ch_record *r)
 {
     uint64_t bucket = 100000;
     while (r->end_us / bucket > 2000)
         bucket *= 2; /* at most ~2000 points, whatever the run's length */
-    size_t nb = (size_t)(r->end_us / bucket) + 1;
+    size_t nb = (size_t)(r->end_us / bucket) + 1, n = r->history->n, nk = 0;
     uint64_t *ok = calloc(nb, sizeof(uint64_t)), *bad = calloc(nb, sizeof(uint64_t));
     uint64_t *lat_max = calloc(nb, sizeof(uint64_t));
-    size_t *match = malloc((r->history->n + 1) * sizeof(size_t));
+    uint64_t *keys = malloc((n + 1) * sizeof(uint64_t)), *times = malloc((n + 1) * sizeof(uint64_t));
+    size_t *match = malloc((n + 1) * sizeof(size_t));
     json_t *s = json_pack("{s:I}", "bucket_us", (json_int_t)bucket);
     ch_error err;
-    if (ok && bad && lat_max && match && s && ch_history_pair(r->history, NULL, match, &err) == 0) {
-        for (size_t i = 0; i < r->history->n; i++) {
+    if (ok && bad && lat_max && keys && times && match && s && ch_history_pair(r->history, NULL, match, &err) == 0) {
+        for (size_t i = 0; i < n; i++) {
             const ch_op *op = &r->history->ops[i];
             size_t b = (size_t)((uint64_t)op->time_us / bucket);
             if (op->type == CH_INVOKE || b >= nb)
@@ -511,22 +559,32 @@ static json_t *series_json(const ch_record *r)
             uint64_t l = (uint64_t)(op->time_us - r->history->ops[match[i]].time_us);
             if (l > lat_max[b])
                 lat_max[b] = l;
+            times[nk] = (uint64_t)op->time_us;
+            keys[nk++] = (uint64_t)b << 40 | (l < (1ull << 40) ? l : (1ull << 40) - 1);
         }
         json_t *t = json_array(), *o = json_array(), *f = json_array(), *lm = json_array();
+        json_t *p50 = json_array(), *p99 = json_array();
         for (size_t b = 0; b < nb; b++) {
             json_array_append_new(t, json_integer((json_int_t)(b * bucket)));
             json_array_append_new(o, json_real((double)ok[b] * 1e6 / (double)bucket));
             json_array_append_new(f, json_integer((json_int_t)bad[b]));
             json_array_append_new(lm, json_integer((json_int_t)lat_max[b]));
         }
+        bucket_percentiles(keys, nk, nb, p50, p99);
+        qsort(times, nk, sizeof(uint64_t), cmp_u64);
         json_object_set_new(s, "t_us", t);
         json_object_set_new(s, "ops_per_s", o);
         json_object_set_new(s, "info", f);
         json_object_set_new(s, "latency_max_us", lm);
+        json_object_set_new(s, "latency_p50_us", p50);
+        json_object_set_new(s, "latency_p99_us", p99);
+        json_object_set_new(s, "unavailable_us", unavailable_windows(times, nk, r->end_us));
     }
     free(ok);
     free(bad);
     free(lat_max);
+    free(keys);
+    free(times);
     free(match);
     return s;
 }

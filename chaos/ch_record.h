@@ -39,7 +39,7 @@ typedef struct ch_metrics {
     uint64_t max_unavailable_us;                     /* longest gap without a completion */
     uint64_t max_unavailable_at_us;                  /* where that gap starts */
     uint64_t max_unavailable_after_heal_us;          /* same, after the last recovery action */
-    uint32_t leader_changes;                         /* new leaders after the first */
+    uint32_t leader_changes;                         /* who leads changed (a re-election of the same replica is not counted) */
     uint32_t elections_started;
     uint32_t step_downs;
     uint32_t trims, snapshots_installed;
@@ -72,6 +72,9 @@ void ch_record_resource(ch_record *r, uint64_t t_us, const char *process, double
 /* A free-form controller event ("note") for the events table. */
 void ch_record_note(ch_record *r, uint64_t t_us, const char *node, const char *kind, json_t *detail);
 void ch_record_end(ch_record *r, uint64_t t_us);
+/* A live view (rift run --live) of a run still going: metrics and JSON cover
+ * [0, t_us), with open faults drawn up to t_us. ch_record_end sets the real end. */
+void ch_record_set_now(ch_record *r, uint64_t t_us);
 
 const ch_history *ch_record_history(const ch_record *r);
 /* Compute metrics (valid until the record is freed or fed again). */

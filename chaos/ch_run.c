@@ -12,6 +12,7 @@
 #include "ch_backend.h"
 #include "ch_fs.h"
 #include "ch_lin.h"
+#include "ch_report.h"
 #include "ch_run.h"
 #include "ch_scenario.h"
 #include "ch_verdict.h"
@@ -129,6 +130,9 @@ static int write_outputs(const char *dir, json_t *run, const ch_record *rec, con
     snprintf(path, sizeof(path), "%s/run.json", dir);
     if (e == 0)
         e = ch_fs_write_json(path, run, 0);
+    snprintf(path, sizeof(path), "%s/report.html", dir);
+    if (e == 0)
+        e = ch_report_write(path, run, NULL);
     return e;
 }
 
@@ -148,10 +152,10 @@ static int run_backend(const char *backend, const ch_run_ctx *ctx, ch_error *err
 {
     if (strcmp(backend, "sim") == 0)
         return ch_backend_sim_run(ctx, err);
-    snprintf(err->msg, sizeof(err->msg),
-             "backend \"%s\" is not available in this build (the DPDK backend is not built yet); use --backend sim",
-             backend);
-    return -ENOSYS;
+    if (strcmp(backend, "dpdk") == 0)
+        return ch_backend_dpdk_run(ctx, err);
+    snprintf(err->msg, sizeof(err->msg), "unknown backend \"%s\" (expected dpdk or sim)", backend);
+    return -EINVAL;
 }
 
 /* Evaluate and finish run.json; returns the verdict. */
@@ -190,7 +194,7 @@ int ch_run_scenario(const char *path, const ch_run_opts *o, ch_run_summary *out,
     if (e < 0)
         return out->exit_code = e == -ENOMEM ? CH_EXIT_ENV : CH_EXIT_BAD_INPUT;
     snprintf(out->name, sizeof(out->name), "%s", sc.name);
-    const char *backend = o->backend ? o->backend : "sim";
+    const char *backend = o->backend ? o->backend : "dpdk";
     out->seed = pick_seed(&sc, o);
     if ((e = make_run_dir(&sc, o, out->run_dir, sizeof(out->run_dir))) < 0) {
         snprintf(err->msg, sizeof(err->msg), "cannot create the run directory: %s", strerror(-e));
@@ -206,7 +210,19 @@ int ch_run_scenario(const char *path, const ch_run_opts *o, ch_run_summary *out,
         e = -EIO;
     }
     double t0 = wall_s();
+    /* --live: the simulator is paced to wall time so the live view can be watched. */
+    ch_report_live *live = NULL;
+    if (e == 0 && o->live)
+        live = ch_report_live_new(out->run_dir, run, rec, o->progress ? progress_line : NULL, !strcmp(backend, "sim"));
+    if (o->live && e == 0 && !live) {
+        snprintf(err->msg, sizeof(err->msg), "cannot write the live report in %s", out->run_dir);
+        e = -EIO;
+    }
     ch_run_ctx ctx = {&sc, out->seed, rec, out->run_dir, o->interrupted, o->progress ? progress_line : NULL, NULL};
+    if (live) {
+        ctx.progress = ch_report_live_progress;
+        ctx.progress_ctx = live;
+    }
     if (e == 0)
         e = run_backend(backend, &ctx, err);
     if (o->progress)
@@ -225,6 +241,8 @@ int ch_run_scenario(const char *path, const ch_run_opts *o, ch_run_summary *out,
             out->exit_code = CH_EXIT_ENV;
         } else {
             out->exit_code = interrupted ? CH_EXIT_ENV : ch_verdict_exit_code(v);
+            if (live)
+                ch_report_live_finish(live, run); /* the live page stops polling */
             snprintf(out->verdict, sizeof(out->verdict), "%s", interrupted ? "interrupted" : ch_verdict_name(v));
         }
         out->json = json_pack("{s:s, s:s, s:s, s:I, s:i, s:O, s:O}", "name", sc.name, "verdict", out->verdict,
@@ -232,6 +250,7 @@ int ch_run_scenario(const char *path, const ch_run_opts *o, ch_run_summary *out,
                               "assertions", rows, "metrics", json_object_get(run, "metrics"));
         json_decref(rows);
     }
+    ch_report_live_free(live);
     json_decref(run);
     ch_record_free(rec);
     ch_scenario_free(&sc);

@@ -35,6 +35,7 @@ typedef struct ch_run_opts {
     const char *runs_root;        /* NULL: "runs" */
     double lin_time_limit_s;      /* 0: 30 s */
     bool progress;                /* a live line on stderr */
+    bool live;                    /* --live: report.html polls live.js, rewritten every second */
     volatile sig_atomic_t *interrupted;
 } ch_run_opts;
 

@@ -9,6 +9,7 @@
 
 #include "ch_cli.h"
 #include "ch_fs.h"
+#include "ch_report.h"
 
 #define SWEEP_MAX_PARAMS 8
 #define SWEEP_MAX_VALUES 64
@@ -205,6 +206,10 @@ int ch_cli_sweep(int argc, char **argv, volatile sig_atomic_t *interrupted)
         snprintf(path, sizeof(path), "%s/sweep.json", dir);
         if (ch_fs_write_json(path, sweep, 0) < 0)
             rc = CH_EXIT_ENV;
+        snprintf(path, sizeof(path), "%s/report.html", dir); /* the heatmap; cells link to each run's report */
+        if (ch_report_write(path, sweep, NULL) < 0)
+            rc = CH_EXIT_ENV;
+        snprintf(path, sizeof(path), "%s/sweep.json", dir);
         fprintf(stderr, "sweep: %zu runs -> %s\n", json_array_size(rows), path);
         if (json) {
             json_t *j = json_pack("{s:s, s:I, s:i}", "sweep", path, "runs", (json_int_t)json_array_size(rows),

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ch_clean.h"
 #include "ch_cli.h"
+#include "ch_report.h"
 #include "ch_run.h"
 
 static volatile sig_atomic_t interrupted;
@@ -25,7 +27,9 @@ static void usage(FILE *f)
                "  run SCENARIO.json|DIR...   run scenarios, check them, write runs/<name>-<time>/\n"
                "  sweep SCENARIO.json        run a grid of --set values x seeds, write sweep.json\n"
                "  fuzz                       random fault schedules in the simulator\n"
-               "  check HISTORY.jsonl        check a history for linearizability\n\n"
+               "  check HISTORY.jsonl        check a history for linearizability\n"
+               "  report RUN_DIR             (re)write report.html: the dashboard with the run inlined\n"
+               "  clean                      remove testbeds left behind by dead dpdk runs\n\n"
                "`rift COMMAND --help` describes each. Exit codes: 0 pass, 1 an assertion or check\n"
                "failed, 2 bad input, 3 environment, 4 check result unknown.\n");
 }
@@ -52,6 +56,10 @@ int main(int argc, char **argv)
         return ch_cli_sweep(argc - 1, argv + 1, &interrupted);
     if (!strcmp(cmd, "fuzz"))
         return ch_cli_fuzz(argc - 1, argv + 1, &interrupted);
+    if (!strcmp(cmd, "report"))
+        return ch_cli_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "clean"))
+        return ch_clean_cli(argc - 1, argv + 1);
     fprintf(stderr, "rift: unknown command \"%s\"\n", cmd);
     usage(stderr);
     return CH_EXIT_BAD_INPUT;

@@ -1,14 +1,33 @@
 /* sim.h — the deterministic simulator: N MultiPaxos replicas in one process.
  *
- * Virtual time in µs; one event queue (sim_queue.h) orders message deliveries,
- * replica ticks and timers by (time, sequence number), so a seed replays byte
- * for byte. Each replica is the real px_replica over its own in-memory storage
- * (px_storage_mem) and its own PRNG stream forked from the seed. Every message
- * is encoded with px_msg_encode, carried as a frame by sim_net (impairments,
- * latency, jitter) and decoded with px_msg_decode at the receiver.
+ * Virtual time in µs; one event queue (sim_queue.h) orders frame deliveries,
+ * replica ticks, transport timers and user timers by (time, sequence number),
+ * so a seed replays byte for byte. Each replica is the real px_replica over its
+ * own in-memory storage (px_storage_mem) and its own PRNG stream forked from
+ * the seed. Every message is encoded with px_msg_encode and decoded with
+ * px_msg_decode at the receiver. Two network models carry it (net_model):
+ *
+ *  - SIM_NET_PACKET (the default): the real dataplane path. Every host — a
+ *    replica, or the node an endpoint lives on — has a simulated NIC with an
+ *    IPv4 address and a MAC and runs the real st_transport (sim_nic.h). A
+ *    message goes on a reliable flow between the two hosts, is split into
+ *    st_wire frames (st_wire_build), crosses the simulated link (FIFO per
+ *    directed link, latency, jitter) and the shared fault model (st_impair,
+ *    keyed per host as rift-stackd keys it per peer IPv4 address), and is
+ *    parsed (st_wire_parse), acked, retransmitted and reassembled by the
+ *    receiving transport. Flows that reset are reopened with backoff; messages
+ *    lost meanwhile are Paxos's and the clients' to retransmit. A crash kills
+ *    the replica process while its stack lives on (its flows are reset, SYNs
+ *    refused); a power loss takes the stack too.
+ *  - SIM_NET_MESSAGE: each message is one datagram through st_impair, latency
+ *    and jitter (sim_net.h) — no transport, about 2-3x faster; for sweeps of
+ *    the protocol alone.
  *
  * Addresses: replicas 0..N-1; clients and other endpoints attach at
- * PX_CLIENT_BASE + i.
+ * PX_CLIENT_BASE + i. Hosts in the packet model: replica i is host i; an
+ * endpoint lives on the host of its link key (sim_link_key; by default its own
+ * address), so every endpoint of one client node shares that node's NIC, IP
+ * address and flows — exactly one impairment rule per directed host link.
  *
  * Callbacks (events, endpoint receive, timers) run inside sim_run_*. Fault
  * calls are fine from timers and endpoint callbacks; from inside a replica's own
@@ -22,11 +41,20 @@
 
 #include "../paxos/px_replica.h"
 #include "sim_net.h"
+#include "sim_nic.h"
 
 #define SIM_MAX_ENDPOINTS 4096u
+#define SIM_MAX_HOSTS (PX_MAX_REPLICAS + SIM_MAX_ENDPOINTS)
 #define SIM_PAUSE_QUEUE_MAX 10000u
 
 typedef struct sim sim;
+
+typedef enum sim_net_model {
+    SIM_NET_MESSAGE = 0, /* one datagram per message (sim_net alone) */
+    SIM_NET_PACKET,      /* messages over st_transport flows as st_wire frames */
+} sim_net_model;
+const char *sim_net_model_name(int m);       /* "message", "packet" */
+int sim_net_model_parse(const char *s, uint8_t *out); /* -EINVAL if unknown */
 
 typedef struct sim_config {
     uint8_t n_replicas;        /* 1..PX_MAX_REPLICAS; overrides paxos.n_replicas */
@@ -34,7 +62,9 @@ typedef struct sim_config {
     px_config paxos;
     px_durability durability;
     sim_net_config net;
-    uint32_t pause_queue_max;  /* frames a paused replica buffers; oldest dropped */
+    uint8_t net_model;         /* sim_net_model */
+    sim_nic_config nic;        /* packet model: transport config and reconnect backoff */
+    uint32_t pause_queue_max;  /* messages a paused replica buffers; oldest dropped */
     /* Message budget: once more than this many messages were sent, sim_run_*
      * stop with -EOVERFLOW (a message storm ends the run, not the machine).
      * 0 = no budget. */
@@ -49,11 +79,22 @@ typedef struct sim_replica_status {
     uint64_t restarts;
 } sim_replica_status;
 
+/* Messages are px messages (sent: handed to the network by a replica or an
+ * endpoint; delivered: handed to one). In the packet model a message is lost
+ * (msgs_dropped) when no flow could take it, when its flow reset before the
+ * peer had it all (not counted: the transport cannot tell), when it reaches a
+ * dead or unknown receiver, or when a paused replica's queue overflows;
+ * duplicates and tail drops happen to packets only. */
 typedef struct sim_counters {
     uint64_t msgs_sent, msgs_delivered, msgs_dropped, msgs_duplicated;
     uint64_t msgs_overflow;  /* of the dropped: tail drops of a full network */
     uint64_t bytes_sent, bytes_delivered;
-    uint64_t bad_frames;  /* frames that failed to decode: always a bug */
+    uint64_t bad_frames;  /* frames that failed to parse or decode: always a bug */
+    /* Frames on the wire (the message model's frames are its messages). */
+    uint64_t pkts_sent, pkts_delivered, pkts_dropped, pkts_duplicated, pkts_overflow;
+    /* Packet model, summed over every host's NIC and transport. */
+    uint64_t msgs_no_flow;   /* of the dropped: no flow yet (reconnect backoff, handshake) */
+    uint64_t flows_opened, flows_reset, retransmits, rtos;
     uint64_t ticks, events, crashes, restarts;
     uint64_t sent_by_type[PX_MSG_TYPE_MAX + 1]; /* messages handed to the net, by px_msg_type */
 } sim_counters;
@@ -64,7 +105,8 @@ typedef void (*sim_event_fn)(void *ctx, const px_event *e);
 typedef void (*sim_recv_fn)(void *ctx, const px_msg *m, uint64_t now_us);
 typedef void (*sim_timer_fn)(void *ctx, uint64_t now_us);
 
-/* 3 replicas, quorum fd, fsync, 100 µs ± 20 µs, seed 1. */
+/* 3 replicas, quorum fd, fsync, 100 µs ± 20 µs, seed 1, packet model with
+ * sim_nic_config_default. */
 void sim_config_default(sim_config *c);
 
 /* Start the cluster at t = 0. NULL on a bad config (-EINVAL) or allocation
@@ -93,12 +135,17 @@ int sim_cut(sim *s, uint32_t src, uint32_t dst);
  * both directions). Returns the number of rules added or a negative errno. */
 int sim_partition(sim *s, const uint8_t *group);
 void sim_set_latency(sim *s, uint64_t latency_us, uint64_t jitter_us);
-/* Rules match addr under key instead (sim_net_set_link_key): map every client
- * of a client node to one key so a rule on that node covers them all. */
+/* Rules match addr under key instead: map every client of a client node to one
+ * key so a rule on that node covers them all. In the packet model the key also
+ * names the endpoint's host (endpoints with one key share a NIC), so set it
+ * before the endpoint attaches or sends (-EBUSY after), and never to a replica
+ * id (-EINVAL). A replica's key re-keys its host. */
 int sim_link_key(sim *s, uint32_t addr, uint32_t key);
 
 /* Crash replica i: the process dies (power_loss: the machine too — only what
- * was fsynced survives); messages in flight to it are lost. -EALREADY if down. */
+ * was fsynced survives); messages in flight to it are lost (packet model: its
+ * stack resets its flows; with power_loss the stack dies silently and frames
+ * in flight to it are lost). -EALREADY if down. */
 int sim_crash(sim *s, int i, bool power_loss);
 /* Start a crashed replica from its storage; a running one is rebooted (process
  * crash, then start). */
@@ -119,6 +166,19 @@ int sim_leader(const sim *s);
 const px_kv *sim_replica_kv(const sim *s, int i);
 size_t sim_storage_records(const sim *s, int i);
 void sim_counters_get(const sim *s, sim_counters *out);
+
+/* Packet model: the host addr lives on. */
+typedef struct sim_host_info {
+    uint32_t host;        /* index: replica i is host i */
+    uint32_t ip;          /* host byte order */
+    uint8_t mac[ST_ETH_ADDR_LEN];
+    uint32_t key;         /* impairment key */
+    bool powered, app_up;
+    sim_nic_counters nic;
+    st_transport_stats transport; /* summed over power cycles */
+} sim_host_info;
+/* -ENOTSUP in the message model, -ENOENT when addr is on no host (yet). */
+int sim_host_info_get(const sim *s, uint32_t addr, sim_host_info *out);
 /* Hash folded over every event, delivery, fault and history record. */
 uint64_t sim_hash(const sim *s);
 void sim_hash_fold(sim *s, uint64_t x);
@@ -127,7 +187,9 @@ void sim_hash_fold(sim *s, uint64_t x);
 /* Receive messages addressed to addr (PX_CLIENT_BASE <= addr < +SIM_MAX_ENDPOINTS). */
 int sim_attach(sim *s, uint32_t addr, sim_recv_fn fn, void *ctx);
 void sim_detach(sim *s, uint32_t addr);
-/* Encode m and send it from m->from to m->to. */
+/* Encode m and send it from m->from to m->to. Packet model: 0 also when the
+ * message was lost for want of a flow (counted); -ENOMEM, -EINVAL (m->from is
+ * no endpoint address, or does not encode). */
 int sim_send(sim *s, const px_msg *m);
 
 typedef struct sim_timer sim_timer;

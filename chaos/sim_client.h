@@ -1,22 +1,14 @@
-/* sim_client.h — simulated workload clients and the Jepsen-style history they write.
+/* sim_client.h — simulated workload clients: the workload engine (wl_client.h)
+ * attached to the simulator.
  *
- * A workload is n logical clients, each an endpoint at PX_CLIENT_BASE + i. A
- * client has one command outstanding at most: it sends PX_MSG_CLIENT_REQ to the
- * replica it believes leads, follows redirect hints, resends the same
- * (client_id, seq) to the next replica when no answer comes within retry_us, and
- * gives up after op_timeout_us with an `info` record (outcome unknown). After an
- * info the logical client carries on as a new Jepsen process (process +=
- * n_clients) with a new client id (= process + 1), as Jepsen does, so a late
- * execution of the abandoned command cannot be confused with a new one.
- *
- * Load is closed loop (each client issues its next op when the last completes)
- * or open loop (arrivals at rate_ops_per_s across all clients, handed to an
- * idle client; an arrival finding every client busy is skipped and counted).
- * An idle client sends nothing and arms no timer.
- *
- * Values are unique tokens "c<client_id>-<seq>" padded with '.' to value_bytes
- * (never shorter than the token), so histories are checkable; the only 'c' in a
- * token is its first byte, so appended values split unambiguously. */
+ * A workload is n logical clients, each an endpoint at PX_CLIENT_BASE + i
+ * (sim_attach), driven by one wl_client engine: its sends go through sim_send,
+ * its one timer is a sim_timer, its PRNG a stream forked from the seed, and its
+ * history records are folded into sim_hash before they reach the callback.
+ * What a client does — leader discovery through redirects, retries with the
+ * same session id, info after op_timeout_us and a new Jepsen process, closed
+ * or open loop, key distributions, unique values — is documented in
+ * wl_client.h; this header keeps the simulator's names for it. */
 #ifndef SIM_CLIENT_H
 #define SIM_CLIENT_H
 
@@ -25,70 +17,37 @@
 #include <stdint.h>
 
 #include "sim.h"
+#include "wl_client.h"
 
 /* ---- history records (DESIGN.md "History format") ---- */
-typedef enum sim_hist_type {
-    SIM_HIST_INVOKE = 0,
-    SIM_HIST_OK,
-    SIM_HIST_FAIL, /* definitely not applied */
-    SIM_HIST_INFO, /* unknown */
-} sim_hist_type;
-
-typedef struct sim_hist {
-    uint64_t process;
-    uint8_t type;          /* sim_hist_type */
-    uint8_t f;             /* px_op: get/put/del/append/cas */
-    const char *key;       /* NUL-terminated, "k0".."k{K-1}" */
-    /* NULL = JSON null. get: the value read (ok records only); put/append: the
-     * value; del: NULL; cas: the new value (expected below). Not NUL-terminated. */
-    const char *value;
-    size_t value_len;
-    const char *expected;  /* cas: the expected value, NULL = absent */
-    size_t expected_len;
-    uint64_t time_us;      /* virtual µs since the run started */
-    /* Not part of the Jepsen record; handy for checks and debugging. */
-    uint64_t client_id, seq;
-} sim_hist;
-
-/* Valid during the call only: copy what you keep. */
-typedef void (*sim_hist_fn)(void *ctx, const sim_hist *h);
+typedef wl_hist sim_hist;
+typedef wl_hist_fn sim_hist_fn;
+enum {
+    SIM_HIST_INVOKE = WL_HIST_INVOKE,
+    SIM_HIST_OK = WL_HIST_OK,
+    SIM_HIST_FAIL = WL_HIST_FAIL, /* definitely not applied */
+    SIM_HIST_INFO = WL_HIST_INFO, /* unknown */
+};
 
 const char *sim_hist_type_name(int type); /* "invoke", "ok", "fail", "info" */
 const char *sim_hist_f_name(int op);      /* "get", "put", "del", "append", "cas" */
 
 /* ---- workload ---- */
-typedef enum sim_key_dist { SIM_KEYS_UNIFORM = 0, SIM_KEYS_ZIPF } sim_key_dist;
+enum { SIM_KEYS_UNIFORM = WL_KEYS_UNIFORM, SIM_KEYS_ZIPF = WL_KEYS_ZIPF };
 
-#define SIM_WORKLOAD_MAX_CLIENTS 1024u
-#define SIM_WORKLOAD_MAX_KEYS 1000000u
+#define SIM_WORKLOAD_MAX_CLIENTS WL_MAX_CLIENTS
+#define SIM_WORKLOAD_MAX_KEYS WL_MAX_KEYS
 
-typedef struct sim_workload_config {
-    uint32_t n_clients;
-    double rate_ops_per_s;          /* 0 = closed loop */
-    double mix[PX_OP_MAX + 1];      /* weight per px_op; [0] unused */
-    uint32_t n_keys;
-    uint8_t dist;                   /* sim_key_dist */
-    double zipf_theta;              /* zipf exponent, > 0 */
-    uint32_t value_bytes;
-    uint64_t retry_us;              /* resend to the next replica after this */
-    uint64_t redirect_backoff_us;   /* wait after a redirect with no usable hint */
-    uint64_t op_timeout_us;         /* give up: info */
-    uint64_t think_us;              /* closed loop: pause between ops */
-} sim_workload_config;
-
-typedef struct sim_workload_counters {
-    uint64_t invoked, ok, fail, info;
-    uint64_t sends;      /* requests sent, first tries and resends */
-    uint64_t resends;    /* after a timeout or redirect */
-    uint64_t redirects;  /* PX_REPLY_REDIRECT received */
-    uint64_t skipped;    /* open loop: arrivals that found every client busy */
-    uint64_t latency_us_sum, latency_us_max; /* ok and fail completions */
-} sim_workload_counters;
+/* The engine's config; n_replicas and the global numbering (first_client,
+ * client_step, total_clients) are the simulator's: the workload sets them. */
+typedef wl_config sim_workload_config;
+typedef wl_counters sim_workload_counters;
 
 typedef struct sim_workload sim_workload;
 
-/* 4 closed-loop clients; get .5 put .3 append .1 cas .1; 10 uniform keys; 16-byte
- * values; retry 50 ms; redirect backoff 5 ms; op timeout 1000 ms. */
+/* wl_config_default: 4 closed-loop clients; get .5 put .3 append .1 cas .1;
+ * 10 uniform keys; 16-byte values; retry 50 ms; redirect backoff 5 ms; op
+ * timeout 1000 ms. */
 void sim_workload_config_default(sim_workload_config *c);
 
 /* Attach the clients to s (idle until started). NULL and *err on a bad config

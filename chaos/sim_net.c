@@ -157,7 +157,7 @@ static uint64_t sim_net_latency(sim_net *net)
     return base + r >= j ? base + r - j : 0;
 }
 
-static int sim_net_schedule(sim_net *net, sim_frame *f, uint64_t extra_us)
+static int sim_net_schedule(sim_net *net, sim_frame *f, uint64_t extra_us, uint64_t *link_last_us)
 {
     uint64_t now = net->q->now_us;
     if (net->in_flight >= SIM_NET_MAX_IN_FLIGHT) {
@@ -165,7 +165,13 @@ static int sim_net_schedule(sim_net *net, sim_frame *f, uint64_t extra_us)
         sim_net_drop(net, f);
         return 0;
     }
-    int rc = sim_queue_set(net->q, &f->q, now + sim_net_latency(net) + extra_us);
+    uint64_t base = now + sim_net_latency(net);
+    if (link_last_us) {
+        if (base < *link_last_us)
+            base = *link_last_us;
+        *link_last_us = base;
+    }
+    int rc = sim_queue_set(net->q, &f->q, base + extra_us);
     if (rc < 0) {
         sim_net_drop(net, f);
         return rc;
@@ -179,7 +185,7 @@ static inline uint32_t sim_net_key(const sim_net *net, uint32_t addr)
     return addr < SIM_NET_EPOCH_SLOTS ? net->key[addr] : addr;
 }
 
-int sim_net_send(sim_net *net, sim_frame *f, uint32_t src, uint32_t dst)
+int sim_net_send_link(sim_net *net, sim_frame *f, uint32_t src, uint32_t dst, uint64_t *link_last_us)
 {
     f->src = src;
     f->dst = dst;
@@ -201,10 +207,15 @@ int sim_net_send(sim_net *net, sim_frame *f, uint32_t src, uint32_t dst)
         dup->dst = dst;
         dup->epoch = f->epoch;
         net->c.duplicated++;
-        if (sim_net_schedule(net, dup, v.delay_us[i]) < 0)
+        if (sim_net_schedule(net, dup, v.delay_us[i], link_last_us) < 0)
             break;
     }
-    return sim_net_schedule(net, f, v.delay_us[0]);
+    return sim_net_schedule(net, f, v.delay_us[0], link_last_us);
+}
+
+int sim_net_send(sim_net *net, sim_frame *f, uint32_t src, uint32_t dst)
+{
+    return sim_net_send_link(net, f, src, dst, NULL);
 }
 
 int sim_net_send_bytes(sim_net *net, uint32_t src, uint32_t dst, const void *data, size_t len)

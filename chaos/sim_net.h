@@ -1,11 +1,17 @@
 /* sim_net.h — the simulated network: frames between 32-bit addresses in virtual time.
  *
- * This is the seam a simulated NIC plugs into: it knows nothing about Paxos, only
- * opaque frames from one address to another. Every frame goes through the shared
- * fault model (stack/st_impair.h, decided per directed link src -> dst with the
- * net's own PRNG) and then a base one-way latency with uniform jitter; the
- * impairment's own delay adds on top. Delivery is an event in the simulator's
- * queue (sim_queue.h), so deliveries, ticks and timers share one total order.
+ * This is the seam a simulated NIC (sim_nic.h) plugs into: it knows nothing about
+ * Paxos or Ethernet, only opaque frames from one address to another. Every frame
+ * goes through the shared fault model (stack/st_impair.h, decided per directed
+ * link key(src) -> key(dst) with the net's own PRNG) and then a base one-way
+ * latency with uniform jitter; the impairment's own delay adds on top. Delivery
+ * is an event in the simulator's queue (sim_queue.h), so deliveries, ticks and
+ * timers share one total order.
+ *
+ * Addresses are whatever the caller uses: px node addresses in the simulator's
+ * message model, host indices in its packet model. sim_net_send_link keeps a
+ * directed link FIFO (a cable does not reorder; jitter only stretches gaps),
+ * while the impairment's delay may still reorder, as netem's does.
  *
  * Frames come from a free list (no malloc per message in steady state). A frame
  * handed to sim_net_send belongs to the net; a delivered frame belongs to the
@@ -21,8 +27,10 @@
 #include "../stack/st_impair.h"
 #include "sim_queue.h"
 
-/* Addresses below this can be flushed (crash: drop what is in flight to it). */
-#define SIM_NET_EPOCH_SLOTS 4096u
+/* Addresses below this can be flushed (crash: drop what is in flight to it) and
+ * re-keyed; it covers every px address the simulator hands out (replicas,
+ * PX_CLIENT_BASE + 4096 endpoints) and every host index. */
+#define SIM_NET_EPOCH_SLOTS 8192u
 /* Frames are recycled in two size classes (most Paxos messages fit the small
  * one, a batched ACCEPT the large one); bigger frames (state transfers) go back
  * to malloc. Each free list keeps at most SIM_NET_FREE_MAX frames. */
@@ -80,6 +88,10 @@ void sim_net_drop(sim_net *net, sim_frame *f);
 /* Send f (f->len bytes) from src to dst; the net takes f in every case.
  * Returns 0 (sent, delayed or dropped by the impairment) or -ENOMEM/-ENOSPC. */
 int sim_net_send(sim_net *net, sim_frame *f, uint32_t src, uint32_t dst);
+/* As sim_net_send, but the frame never arrives before the last frame sent with
+ * the same *link_last_us (the link's latest base arrival time, updated here):
+ * the base latency keeps the link FIFO; impairment delays come on top. */
+int sim_net_send_link(sim_net *net, sim_frame *f, uint32_t src, uint32_t dst, uint64_t *link_last_us);
 /* Copying convenience over sim_net_send. */
 int sim_net_send_bytes(sim_net *net, uint32_t src, uint32_t dst, const void *data, size_t len);
 

@@ -122,7 +122,15 @@ static void store_promise(px_replica *r)
     r->dirty = true;
 }
 
-static uint64_t heartbeat_us(const px_replica *r) { return (uint64_t)r->cfg.heartbeat_us * r->factor; }
+/* quorum keeps the base interval: followers that saw no elections keep their
+ * base patience, so a leader whose factor grew while it campaigned would miss
+ * their timeouts between heartbeats and be deposed for nothing. Its adaptation
+ * is patience only (election timeout, check-quorum window). */
+static uint64_t heartbeat_us(const px_replica *r)
+{
+    uint64_t f = r->cfg.fd == PX_FD_QUORUM ? 1 : r->factor;
+    return (uint64_t)r->cfg.heartbeat_us * f;
+}
 
 static void reset_timeout(px_replica *r)
 {
@@ -271,8 +279,10 @@ static void set_factor(px_replica *r, uint32_t f)
     emit(r, PX_EV_FD_ADAPT, 0, heartbeat_us(r), (uint64_t)r->cfg.election_timeout_max_us * f);
 }
 
-/* An election started here or was seen (a prepare with a new ballot). Repeated
- * elections close together double the interval (the paper's adaptive scheme). */
+/* An election started here or was seen (a prepare with a new ballot; quorum
+ * counts only its own, so the replica that reaches everyone does not grow
+ * patient watching hopeless candidates). Repeated elections close together
+ * double the interval (the paper's adaptive scheme). */
 static void note_election(px_replica *r)
 {
     if (r->cfg.fd != PX_FD_NAIVE && r->seen_election && r->now - r->last_election_us < r->cfg.adapt_window_us) {
@@ -695,11 +705,20 @@ static void on_prepare(px_replica *r, const px_msg *m)
         return;
     }
     if (m->ballot > r->ballot) {
-        note_election(r);
+        bool q = r->cfg.fd == PX_FD_QUORUM;
+        if (!q)
+            note_election(r);
         observe_ballot(r, m->ballot, -1);
         r->leader = -1;
-        r->heard_leader_us = r->now; /* give the candidate its time */
-        reset_timeout(r);
+        /* naive/mpmc give the candidate a fresh timeout. quorum does not: a
+         * stream of candidates that can never win (they reach only us) would
+         * otherwise keep the one replica that reaches a majority from ever
+         * campaigning (Omni-Paxos' quorum-loss case). A candidate that wins
+         * resets our timer with its first commit, one round trip later. */
+        if (!q) {
+            r->heard_leader_us = r->now;
+            reset_timeout(r);
+        }
     }
     reply_promise(r, m->from, true, m->u.prepare.from_index);
 }
@@ -768,6 +787,21 @@ static void on_accept(px_replica *r, const px_msg *m)
     send_msg(r, &rep, m->from);
 }
 
+/* A peer refused our accept or commit: it promised a higher ballot. quorum: a
+ * leader that still hears a majority takes a ballot above it at once. The peer
+ * campaigned while cut off from us (it never won: the majority is sticky to
+ * us); handing it leadership would cost a leader change and an election gap,
+ * re-electing ourselves costs one round trip. Otherwise step down. */
+static void on_refused(px_replica *r, uint64_t ballot)
+{
+    if (r->cfg.fd == PX_FD_QUORUM && r->role == PX_LEADER && ballot > r->ballot && has_quorum_contact(r)) {
+        set_ballot(r, ballot);
+        start_election(r);
+        return;
+    }
+    observe_ballot(r, ballot, -1);
+}
+
 static void note_peer(px_replica *r, uint16_t peer, uint64_t le)
 {
     r->peer_heard_us[peer] = r->now;
@@ -781,7 +815,7 @@ static void on_accepted(px_replica *r, const px_msg *m)
     if (m->from >= r->cfg.n_replicas)
         return;
     if (!m->u.accepted.ok) {
-        observe_ballot(r, m->ballot, -1);
+        on_refused(r, m->ballot);
         return;
     }
     if (r->role != PX_LEADER || m->ballot != r->ballot)
@@ -835,7 +869,7 @@ static void on_commit_reply(px_replica *r, const px_msg *m)
     if (m->from >= r->cfg.n_replicas)
         return;
     if (!m->u.commit_reply.ok) {
-        observe_ballot(r, m->ballot, -1);
+        on_refused(r, m->ballot);
         return;
     }
     if (r->role != PX_LEADER || m->ballot != r->ballot)

@@ -17,7 +17,10 @@
  * agreement violation somewhere — the checker bites.
  *
  * Seeds: RIFT_PROPERTY_SEEDS (compile definition), overridden by the RIFT_SEEDS
- * environment variable; RIFT_SEED=n runs that one seed and prints its trace. */
+ * environment variable; RIFT_SEED=n runs that one seed and prints its trace.
+ * The seeds run in the simulator's default packet model (messages over the real
+ * transport); RIFT_SIM_NET=message switches the two random_faults halves to the
+ * message model, which also runs its own RIFT_MESSAGE_SEEDS (default 100). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -47,6 +50,10 @@
 /* A healthy seed sends well under 100k messages; a storm is a bug (and would
  * otherwise run for minutes). */
 #define PROP_MSG_BUDGET 1000000u
+#define PROP_MESSAGE_SEEDS 100u
+
+/* The network model every seed of this test process runs in. */
+static uint8_t prop_net_model = SIM_NET_PACKET;
 
 /* ---- a tiny u64 -> u32 map (open addressing; key 0 is stored as 1 + key) ---- */
 
@@ -300,6 +307,7 @@ static void prun_init(prun *p, uint64_t seed, prop_mode mode, bool verbose)
     c.paxos.fd = p->fd;
     c.paxos.adapt_max_factor = 2; /* keeps the recovery bound (f) short */
     c.max_msgs = PROP_MSG_BUDGET;
+    c.net_model = prop_net_model;
     int err = 0;
     p->s = sim_new(&c, &err);
     cr_assert_not_null(p->s, "sim_new: %d", err);
@@ -848,7 +856,18 @@ static void run_range(uint64_t from, uint64_t to)
 
 static uint64_t n_seeds(void)
 {
+    const char *net = getenv("RIFT_SIM_NET");
+    if (net && *net)
+        cr_assert_eq(sim_net_model_parse(net, &prop_net_model), 0, "RIFT_SIM_NET: packet or message");
     return env_u64("RIFT_SEEDS", RIFT_PROPERTY_SEEDS);
+}
+
+/* The message model (one datagram per message, no transport) must keep every
+ * property too: it is the fast path for sweeps. */
+Test(sim_property, message_model_seeds, .timeout = 300)
+{
+    prop_net_model = SIM_NET_MESSAGE;
+    run_range(1, 1 + env_u64("RIFT_MESSAGE_SEEDS", PROP_MESSAGE_SEEDS));
 }
 
 /* Two halves so criterion's --jobs 2 runs them side by side. */
