@@ -209,7 +209,7 @@ static int bench_sim(int argc, char **argv, json_t *out)
 
 static int usage(const char *msg)
 {
-    fprintf(stderr, "rift-bench: %s\nusage: rift-bench sim|check|stack|chan [args] [--json]\n", msg);
+    fprintf(stderr, "rift-bench: %s\nusage: rift-bench sim|check|stack|chan|kv [args] [--json]\n", msg);
     return 2;
 }
 
@@ -223,6 +223,7 @@ static const struct {
     {"check", rift_bench_check},
     {"stack", rift_bench_stack},
     {"chan", rift_bench_chan},
+    {"kv", rift_bench_kv},
 };
 
 int main(int argc, char **argv)

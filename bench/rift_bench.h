@@ -21,4 +21,8 @@ int rift_bench_stack(int argc, char **argv, json_t *out);
  * rates each way and RTTs, against an AF_UNIX socketpair (bench/rift_bench_chan.c). */
 int rift_bench_chan(int argc, char **argv, json_t *out);
 
+/* The KV store on the real backend, 3 replicas, 1/8/32 closed-loop clients:
+ * ops_per_s, p50/p99, CPU and RSS per process (bench/rift_bench_kv.c; root). */
+int rift_bench_kv(int argc, char **argv, json_t *out);
+
 #endif

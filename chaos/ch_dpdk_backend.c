@@ -693,7 +693,9 @@ static int build_cluster(drun *r)
         snprintf(n->name, sizeof(n->name), "%c%d", n->replica ? 'r' : 'c', n->replica ? i + 1 : i - r->n_replicas + 1);
         n->ip = base | (uint32_t)(n->replica ? i + 1 : 101 + i - r->n_replicas);
         n->events_fd = -1;
-        snprintf(n->dir, sizeof(n->dir), "%s/nodes/%s", r->ctx->run_dir, n->name);
+        char name[sizeof(n->name)]; /* a copy: gcc's -Wrestrict cannot tell n->name from n->dir */
+        memcpy(name, n->name, sizeof(name));
+        snprintf(n->dir, sizeof(n->dir), "%s/nodes/%s", r->ctx->run_dir, name);
         int e = ch_fs_mkdirs(n->dir);
         if (e < 0)
             return e;
@@ -705,6 +707,9 @@ static int build_cluster(drun *r)
     if (!r->tb)
         return -ENOSYS;
     snprintf(r->prefix, sizeof(r->prefix), "%s", ch_testbed_prefix(r->tb));
+    /* Which namespaces were ours: `rift clean` and the teardown tests look for the prefix. */
+    ch_record_note(r->ctx->record, 0, "controller", "testbed",
+                   json_pack("{s:s, s:i}", "prefix", r->prefix, "nodes", r->n_nodes));
     int e = 0;
     /* Stacks first: replicas and the workload attach to them. */
     for (int i = 0; i < r->n_nodes && e == 0; i++)

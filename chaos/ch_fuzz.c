@@ -140,17 +140,22 @@ static json_t *node_action(uint64_t at, const char *what, int replica)
 }
 
 /* Crash a random majority that leaves one replica up (or, all: every
- * replica) at t, each back within 100 ms of the others after 100..2000 ms;
- * only when every replica is up, so the crashes are concurrent and none
- * overlaps a single crash. */
-static void crash_majority(rift_rng *g, json_t *timeline, int replicas, uint64_t *down_until, uint64_t t,
-                           uint64_t quiet, bool all)
+ * replica), each back within 100 ms of the others after 20..2000 ms; only when
+ * every replica is up, so the crashes are concurrent and none overlaps a
+ * single crash. Half the time the survivor lags first: every link of it is
+ * cut 50..500 ms before the crash (the others commit without it) and cleared
+ * once the majority is back, so the writes of that window live only on the
+ * crashed majority — in its WAL, or nowhere when durability is off. (A pause
+ * would not do: a paused process finds its queued frames on resume.)
+ * Returns when it is all over (0: not now). */
+static uint64_t crash_majority(rift_rng *g, json_t *timeline, int replicas, uint64_t *down_until, uint64_t t,
+                               uint64_t quiet, bool all)
 {
     if (!all && replicas < 3)
-        return; /* no majority short of all */
+        return 0; /* no majority short of all */
     for (int i = 0; i < replicas; i++)
         if (down_until[i] > t)
-            return;
+            return 0;
     int order[PX_MAX_REPLICAS];
     for (int i = 0; i < replicas; i++)
         order[i] = i;
@@ -160,15 +165,25 @@ static void crash_majority(rift_rng *g, json_t *timeline, int replicas, uint64_t
         order[j] = x;
     }
     int m = all ? replicas : (int)rift_rng_range(g, (uint64_t)replicas / 2 + 1, (uint64_t)replicas - 1);
-    uint64_t back = t + rift_rng_range(g, 100, 2000);
+    /* The survivor, if it lags, stays cut off until the majority is back: a
+     * heal with no majority up could not recover (recover_within_ms). */
+    bool lag = !all && rift_rng_next(g) & 1;
+    uint64_t crash_at = lag ? t + rift_rng_range(g, 50, 500) : t;
+    uint64_t back = crash_at + rift_rng_range(g, 20, 2000);
+    if (back + 100 > quiet)
+        return 0;
     for (int k = 0; k < m; k++) {
         uint64_t at = back + rift_rng_range(g, 0, 100);
-        if (at > quiet)
-            at = quiet;
-        json_array_append_new(timeline, node_action(t, "crash", order[k]));
+        json_array_append_new(timeline, node_action(crash_at, "crash", order[k]));
         json_array_append_new(timeline, node_action(at, "restart", order[k]));
         down_until[order[k]] = at;
     }
+    if (lag) {
+        json_array_append_new(timeline, node_action(t, "cut", order[m]));
+        json_array_append_new(timeline, node_action(back + 100, "clear", order[m]));
+        down_until[order[m]] = back + 100;
+    }
+    return back + 100;
 }
 
 static json_t *generate(uint64_t seed, const fuzz_opts *o)
@@ -181,13 +196,21 @@ static json_t *generate(uint64_t seed, const fuzz_opts *o)
     json_t *timeline = json_array();
     uint64_t end = o->duration_ms, t = 500, quiet = end * 7 / 10;
     uint64_t down_until[PX_MAX_REPLICAS] = {0};
+    /* A majority crash happens alone: no other fault is open while it lasts,
+     * because a heal or resume while no majority is up cannot recover within
+     * recover_within_ms, and that would be the schedule's fault, not the store's. */
+    uint64_t busy = 0;
     while (t < quiet) {
         int kind;
         do
             kind = (int)rift_rng_range(&g, 0, F_KINDS - 1);
         while (!(swarm & (1u << kind)));
         if (kind == F_CRASH_MAJORITY || kind == F_CRASH_ALL) {
-            crash_majority(&g, timeline, o->replicas, down_until, t, quiet, kind == F_CRASH_ALL);
+            uint64_t over = t >= busy ? crash_majority(&g, timeline, o->replicas, down_until, t, quiet,
+                                                       kind == F_CRASH_ALL)
+                                      : 0;
+            if (over)
+                t = busy = over;
             t += rift_rng_range(&g, 50, 1500);
             continue;
         }
@@ -202,6 +225,8 @@ static json_t *generate(uint64_t seed, const fuzz_opts *o)
         json_array_append_new(timeline, f);
         if (u)
             json_array_append_new(timeline, u);
+        if (u && back > busy)
+            busy = back;
         t += rift_rng_range(&g, 50, 1500);
     }
     /* The last 30%: everything healed (every crash and pause was undone by then),

@@ -49,7 +49,7 @@ static int split_param(const char *arg, sweep_param *p)
 static void sweep_help(FILE *f)
 {
     fprintf(f, "usage: rift sweep SCENARIO.json --set key=v1,v2,... [--set ...] [--seeds N]\n"
-               "                  [--backend sim|dpdk] [--out DIR] [--json]\n\n"
+               "                  [--backend sim|dpdk] [--out DIR] [--json]      (default backend: sim)\n\n"
                "Runs the scenario once per cell of the grid (every combination of the --set\n"
                "values) and per seed (1..N, default 3), then writes DIR/sweep.json (default\n"
                "runs/sweep-<name>-<time>/) and prints a table. A value list splits at commas\n"
@@ -154,7 +154,8 @@ int ch_cli_sweep(int argc, char **argv, volatile sig_atomic_t *interrupted)
     uint64_t seeds = 3;
     const char *out_dir = NULL;
     bool json = false;
-    ch_run_opts o = {.interrupted = interrupted};
+    /* A sweep is many runs: the simulator unless the user asks for the testbed. */
+    ch_run_opts o = {.interrupted = interrupted, .backend = "sim"};
     optind = 1;
     int c;
     while (rc == 0 && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {

@@ -9,6 +9,7 @@
 
 #include "ch_clean.h"
 #include "ch_cli.h"
+#include "ch_kv.h"
 #include "ch_report.h"
 #include "ch_run.h"
 
@@ -29,7 +30,8 @@ static void usage(FILE *f)
                "  fuzz                       random fault schedules in the simulator\n"
                "  check HISTORY.jsonl        check a history for linearizability\n"
                "  report RUN_DIR             (re)write report.html: the dashboard with the run inlined\n"
-               "  clean                      remove testbeds left behind by dead dpdk runs\n\n"
+               "  clean                      remove testbeds left behind by dead dpdk runs\n"
+               "  kv --run RUN_DIR get|put|del KEY [VALUE]   poke the live cluster of a dpdk run\n\n"
                "`rift COMMAND --help` describes each. Exit codes: 0 pass, 1 an assertion or check\n"
                "failed, 2 bad input, 3 environment, 4 check result unknown.\n");
 }
@@ -58,6 +60,8 @@ int main(int argc, char **argv)
         return ch_cli_fuzz(argc - 1, argv + 1, &interrupted);
     if (!strcmp(cmd, "report"))
         return ch_cli_report(argc - 1, argv + 1);
+    if (!strcmp(cmd, "kv"))
+        return ch_kv_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "clean"))
         return ch_clean_cli(argc - 1, argv + 1);
     fprintf(stderr, "rift: unknown command \"%s\"\n", cmd);

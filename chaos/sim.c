@@ -1018,6 +1018,16 @@ int sim_host_info_get(const sim *s, uint32_t addr, sim_host_info *out)
     return 0;
 }
 
+int sim_flow_info(const sim *s, uint32_t addr, uint32_t peer_addr, st_flow_info *out)
+{
+    if (!sim_packet(s))
+        return -ENOTSUP;
+    sim_host *h, *peer;
+    if (sim_host_of((sim *)s, addr, false, &h) < 0 || sim_host_of((sim *)s, peer_addr, false, &peer) < 0)
+        return -ENOENT;
+    return sim_nic_flow_info(h->nic, peer->idx, out);
+}
+
 uint64_t sim_hash(const sim *s)
 {
     return s->hash;

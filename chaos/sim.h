@@ -179,6 +179,9 @@ typedef struct sim_host_info {
 } sim_host_info;
 /* -ENOTSUP in the message model, -ENOENT when addr is on no host (yet). */
 int sim_host_info_get(const sim *s, uint32_t addr, sim_host_info *out);
+/* Packet model: the flow a message from addr to peer_addr would take now (cwnd,
+ * RTT, RTO, queue). -ENOTCONN when there is none; errors as above. */
+int sim_flow_info(const sim *s, uint32_t addr, uint32_t peer_addr, st_flow_info *out);
 /* Hash folded over every event, delivery, fault and history record. */
 uint64_t sim_hash(const sim *s);
 void sim_hash_fold(sim *s, uint64_t x);

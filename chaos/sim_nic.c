@@ -453,3 +453,13 @@ void sim_nic_flows(const sim_nic *n, uint32_t peer, uint32_t *out_flow, uint32_t
     *out_flow = c ? c->out_flow : 0;
     *in_flow = c ? c->in_flow : 0;
 }
+
+int sim_nic_flow_info(const sim_nic *n, uint32_t peer, st_flow_info *out)
+{
+    if (!n->t)
+        return -ENETDOWN;
+    uint32_t out_flow, in_flow;
+    sim_nic_flows(n, peer, &out_flow, &in_flow);
+    uint32_t flow = out_flow ? out_flow : in_flow;
+    return flow ? st_transport_flow_info(n->t, flow, out) : -ENOTCONN;
+}

@@ -141,5 +141,8 @@ void sim_nic_counters_get(const sim_nic *n, sim_nic_counters *out);
 void sim_nic_transport_stats(const sim_nic *n, st_transport_stats *out);
 /* Flows the policy currently uses toward peer (0 = none), for tests. */
 void sim_nic_flows(const sim_nic *n, uint32_t peer, uint32_t *out_flow, uint32_t *in_flow);
+/* The transport's view of the flow a message to peer would take now.
+ * -ENOTCONN when there is none, -ENETDOWN while powered off. */
+int sim_nic_flow_info(const sim_nic *n, uint32_t peer, st_flow_info *out);
 
 #endif

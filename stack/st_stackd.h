@@ -10,8 +10,9 @@
  *        (st_wire_build) -> neighbour (ARP-resolved MAC; a few frames wait
  *        while resolving) -> port batch, flushed once per iteration
  *   CTL  control socket requests (st_ctl), at least every millisecond
- * So a rule installed on one stackd impairs both directions of its traffic
- * with the peer it names; the controller installs a link's rules on both ends.
+ * A rule src -> dst thus matches on the sender's TX and again on the
+ * receiver's RX: install each directed rule on one end (the sender's, as the
+ * controller does), or a loss p compounds to 1-(1-p)^2 (docs/stackd.md).
  * With no rule installed the impairment stage is one branch per packet.
  *
  * Polling: busy (never sleeps) or adaptive (default): spin while there is

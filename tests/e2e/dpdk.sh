@@ -15,31 +15,33 @@ expect() { # expect CODE DESCRIPTION COMMAND...
   if [ "$got" != "$want" ]; then echo "FAIL: $what: exit $got, expected $want"; tail -15 "$out/log"; fail=1
   else echo "ok: $what ($got)"; fi
 }
-# Nothing of rift's may be left: no namespace, no interface, nothing for `rift clean`.
-# (Namespaces of other runs that are alive right now are not ours to judge: compare with before.)
-before_ns=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^rf' | sort)
-no_leftovers() {
-  local what=$1
-  local ns; ns=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^rf' | sort)
-  if [ "$ns" != "$before_ns" ]; then echo "FAIL: $what: namespaces left: $ns"; fail=1; fi
-  if ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | grep -q '^rf'; then
-    echo "FAIL: $what: interfaces left in the root namespace"; fail=1; fi
+# Nothing of a run may be left: no namespace or interface with its testbed
+# prefix (run.json names it), and nothing for `rift clean` to remove.
+prefix_of() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(next(e["prefix"] for e in r["events"] if e.get("kind")=="testbed"))' "$1" 2>/dev/null; }
+no_leftovers() { # no_leftovers WHAT RUN_DIR
+  local what=$1 p; p=$(prefix_of "$2/run.json")
+  if [ -z "$p" ]; then echo "FAIL: $what: run.json names no testbed"; fail=1; return; fi
+  if ip netns list 2>/dev/null | awk '{print $1}' | grep -q "^$p-"; then
+    echo "FAIL: $what: namespaces of $p left: $(ip netns list | grep "^$p-" | tr '\n' ' ')"; fail=1; fi
+  if ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | grep -q "^$p"; then
+    echo "FAIL: $what: interfaces of $p left in the root namespace"; fail=1; fi
+  if [ -e "/run/rift/$p.json" ]; then echo "FAIL: $what: state file /run/rift/$p.json left"; fail=1; fi
   local c; c=$("$rift" clean --json 2>/dev/null | tail -1)
-  case "$c" in *'"removed":[]'*|*'"removed": []'*) echo "ok: $what: nothing left";;
-    *) echo "FAIL: $what: rift clean found leftovers: $c"; fail=1;; esac
+  case "$c" in *"$p"*) echo "FAIL: $what: rift clean found $p: $c"; fail=1;;
+    *) echo "ok: $what: testbed $p gone";; esac
 }
 metric() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["metrics"][sys.argv[2]])' "$1" "$2"; }
 
 expect 0 "leader isolation on dpdk" "$rift" run "$src/scenarios/leader-isolation.json" --backend dpdk --out "$out/iso"
-no_leftovers "leader isolation"
+no_leftovers "leader isolation" "$out/iso"
 [ -s "$out/iso/run.json" ] && [ "$(metric "$out/iso/run.json" leader_changes)" -ge 1 ] \
   && echo "ok: isolating the leader changed the leader" || { echo "FAIL: no leader change recorded"; fail=1; }
 
 expect 0 "chained cut on dpdk" "$rift" run "$src/scenarios/chained.json" --backend dpdk --out "$out/chain"
-no_leftovers "chained"
+no_leftovers "chained" "$out/chain"
 
 expect 0 "crash and restart on dpdk" "$rift" run "$src/scenarios/crash-restart.json" --backend dpdk --out "$out/crash"
-no_leftovers "crash-restart"
+no_leftovers "crash-restart" "$out/crash"
 [ -s "$out/crash/run.json" ] && python3 - "$out/crash/run.json" <<'PY' || { echo "FAIL: crash-restart run.json"; fail=1; }
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -50,6 +52,18 @@ assert any(p.startswith("r1/") for p in r.get("resources", {})), "no CPU/RSS sam
 print("ok: crash recorded, leader changed, resources sampled")
 PY
 
+# `rift kv` pokes the live cluster of a running dpdk run.
+"$rift" run "$src/scenarios/chained.json" --backend dpdk --out "$out/kv" >"$out/kv.log" 2>&1 &
+pid=$!
+# the cluster is up once the replicas' configs exist and a client can reach it
+for i in $(seq 60); do [ -s "$out/kv/nodes/r1/replica.json" ] && break; sleep 0.5; done
+sleep 2
+put=$("$rift" kv --run "$out/kv" put rift-kv-key v1 2>&1); get=$("$rift" kv --run "$out/kv" get rift-kv-key 2>&1)
+case "$put|$get" in *'"ok":true'*'"value":"v1"'*) echo "ok: rift kv put/get on a live cluster";;
+  *) echo "FAIL: rift kv: $put / $get"; fail=1;; esac
+kill -INT $pid; wait $pid
+no_leftovers "after rift kv" "$out/kv"
+
 # SIGINT mid-run: exit 3 (interrupted), files consistent, testbed gone.
 "$rift" run "$src/scenarios/chained.json" --backend dpdk --out "$out/int" >"$out/int.log" 2>&1 &
 pid=$!
@@ -59,7 +73,7 @@ wait $pid; got=$?
 if [ "$got" = 3 ]; then echo "ok: SIGINT mid-run exits 3"; else echo "FAIL: SIGINT mid-run: exit $got"; tail -5 "$out/int.log"; fail=1; fi
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$out/int/run.json" && echo "ok: run.json readable after SIGINT" \
   || { echo "FAIL: run.json after SIGINT"; fail=1; }
-no_leftovers "after SIGINT"
+no_leftovers "after SIGINT" "$out/int"
 
 # Environment and input errors.
 expect 2 "bad scenario on dpdk" "$rift" run "$src/tests/data/scenarios/bad_node.json" --backend dpdk --out "$out/bad"

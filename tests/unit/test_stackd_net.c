@@ -342,7 +342,7 @@ Test(stackd_net, drop_rule_resets_the_flow_and_clearing_recovers)
     uint32_t x = 1;
     send_all(a, fa, &x, sizeof x);
     next_event(b, RS_EV_MSG, 5000);
-    /* Cut the link on both ends, as the controller does. */
+    /* Cut both directions, each rule on its sender (as the controller does). */
     json_t *r = ctl_ok(0, "{\"cmd\":\"impair-add\",\"rule\":{\"src\":\"198.18.0.1\",\"dst\":\"198.18.0.2\","
                           "\"drop\":1.0}}");
     json_int_t id = json_integer_value(json_object_get(r, "id"));
