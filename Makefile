@@ -20,9 +20,9 @@ test-asan: bootstrap
 	@cmake --build --preset asan
 	@ctest --preset asan
 
-# A partial-connectivity scenario (r2 and r3 cannot talk; both reach r1) on the
+# A partial-connectivity scenario (r1 and r2 cannot talk; both reach r3) on the
 # real dataplane: namespaces, veths, rift-stackd on DPDK, rift-replica processes.
-DEMO_SCENARIO ?= scenarios/chained.json
+DEMO_SCENARIO ?= scenarios/leader-churning.json
 demo: build
 	@build/bin/rift run $(DEMO_SCENARIO) --backend dpdk --out runs/demo; rc=$$?; \
 	  echo "report: $(CURDIR)/runs/demo/report.html (run.json, history.jsonl, junit.xml beside it)"; exit $$rc
