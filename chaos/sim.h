@@ -20,8 +20,8 @@
  *    the replica process while its stack lives on (its flows are reset, SYNs
  *    refused); a power loss takes the stack too.
  *  - SIM_NET_MESSAGE: each message is one datagram through st_impair, latency
- *    and jitter (sim_net.h) — no transport, about 2-3x faster; for sweeps of
- *    the protocol alone.
+ *    and jitter (sim_net.h) — no transport, about 3x faster; for sweeps of
+ *    the protocol alone (and, for now, scenario runs: see ch_sim_backend.c).
  *
  * Addresses: replicas 0..N-1; clients and other endpoints attach at
  * PX_CLIENT_BASE + i. Hosts in the packet model: replica i is host i; an

@@ -144,11 +144,12 @@ static void wl_set(wl_client *w, sim_qnode *n, uint64_t at_us)
     sim_queue_set(&w->q, n, at_us); /* -ENOSPC needs 16M timers: not with WL_MAX_CLIENTS */
 }
 
-/* Tell the environment about the earliest timer when it changed. */
-static void wl_rearm(wl_client *w)
+/* Tell the environment about the earliest timer when it changed (always
+ * after wl_timer: the caller may consider its timer spent). */
+static void wl_rearm(wl_client *w, bool force)
 {
     uint64_t at = sim_queue_peek_us(&w->q);
-    if (at == w->armed_us)
+    if (at == w->armed_us && !force)
         return;
     w->armed_us = at;
     w->env.arm(w->env.ctx, at);
@@ -517,7 +518,7 @@ int wl_recv(wl_client *w, const px_msg *m)
         return 0;
     }
     wl_reply(c, m, now);
-    wl_rearm(w);
+    wl_rearm(w, false);
     return 0;
 }
 
@@ -529,7 +530,7 @@ void wl_timer(wl_client *w)
         w->q.now_us = now; /* pop moved it back to the node's time */
         n->fire(n, now);
     }
-    wl_rearm(w);
+    wl_rearm(w, true);
 }
 
 /* ---- set-up ---- */
@@ -662,7 +663,7 @@ int wl_start(wl_client *w)
         for (uint32_t i = 0; i < w->cfg.n_clients; i++)
             if (!w->clients[i].busy)
                 wl_begin(&w->clients[i], now);
-    wl_rearm(w);
+    wl_rearm(w, false);
     return 0;
 }
 
@@ -673,7 +674,7 @@ void wl_stop(wl_client *w)
     for (uint32_t i = 0; i < w->cfg.n_clients; i++)
         if (!w->clients[i].busy)
             sim_queue_cancel(&w->q, &w->clients[i].timer); /* a pending think time */
-    wl_rearm(w);
+    wl_rearm(w, false);
 }
 
 uint64_t wl_next_timer_us(const wl_client *w)

@@ -133,8 +133,9 @@ typedef struct wl_env {
      * retried by the engine. Must not call back into the engine. */
     void (*send)(void *ctx, const px_msg *m);
     /* Call wl_timer() once now_us >= at_us; each call replaces the previous
-     * request, UINT64_MAX cancels it. Calling wl_timer early or twice is
-     * harmless. Must not call back into the engine. */
+     * request, UINT64_MAX cancels it. Every wl_timer() ends with a fresh arm()
+     * (so a timer spent by that call is always renewed); calling it early or
+     * twice is harmless. Must not call back into the engine. */
     void (*arm)(void *ctx, uint64_t at_us);
     rift_rng *rng;          /* ops, keys, arrivals, first targets; outlives the engine */
 } wl_env;

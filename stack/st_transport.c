@@ -12,16 +12,6 @@
  * pipe = packets in flight neither SACKed nor marked lost (RFC 6675's "pipe");
  * we send while pipe < cwnd, retransmitting lost packets before new ones.
  *
- * Loss detection is by time (RACK, RFC 8985), not by counting: of the packets
- * known delivered we remember the one sent last (rack_*) and its RTT; any
- * packet sent before it that is still missing rack_rtt + reo_wnd after its own
- * transmission is lost. That treats a lost retransmission like any other loss
- * (counting rules cannot: a retransmission has nothing "above" it), and a
- * reordering window measured from the reordering actually seen keeps jitter
- * from looking like loss. Without a DSACK or timestamp option, spurious
- * retransmissions are recognised by time: an ack that comes back sooner than
- * min_rtt after a retransmission was sent answers the original.
- *
  * Receiver: an in-order packet is reassembled at once (a one-fragment message
  * is delivered straight from the packet); a packet ahead of a gap waits in
  * ooo[] (a ring of rx_window slots) until the gap fills. A multi-fragment
@@ -43,7 +33,6 @@
 #define SLOT_BITS 16
 #define SLOT_MASK 0xffffu
 #define RTT_SAMPLE_MAX_US 60000000u /* clamp absurd samples (clock jumps) */
-#define MIN_RTT_WINDOW_US 10000000u /* min_rtt forgets older samples (paths change) */
 #define SACK_BITS 64u
 
 typedef struct st_msg {
@@ -59,12 +48,11 @@ typedef struct st_msg {
 typedef struct st_sent {
     uint64_t msg_abs;    /* absolute index into msgs[] */
     uint64_t sent_us;    /* last transmission */
-    uint64_t first_us;   /* first transmission */
     uint16_t frag;
     uint8_t xmits;       /* saturating; 1 = never retransmitted (Karn) */
     bool sacked;
     bool lost;           /* marked lost, waiting for retransmission */
-    bool rto_lost;       /* lost because of an RTO, not resent yet: undone if the RTO was spurious */
+    bool rtx;            /* retransmitted since the last RTO: not re-marked by SACK */
 } st_sent;
 
 typedef struct st_ooo {
@@ -101,27 +89,13 @@ struct st_flow {
     uint32_t hs_xmits;
     /* sender */
     uint32_t isn, snd_una, snd_nxt, peer_wnd;
-    uint32_t cwnd, ssthresh, ca_acc, pipe, lost_cnt, sacked_cnt, dupacks;
+    uint32_t cwnd, ssthresh, ca_acc, pipe, lost_cnt, dupacks;
     bool recover_active, fast_recovery;
     uint32_t recover;            /* snd_nxt when the loss episode began */
     uint64_t rto_deadline;       /* 0: unarmed */
     uint32_t rto_fails, backoff;
     bool have_rtt;
     uint64_t srtt8, rttvar8;     /* µs × 8 */
-    uint64_t min_rtt_us, min_rtt_at;
-    /* RACK: the packet delivered that was sent last, and its round trip */
-    bool rack_valid;
-    uint64_t rack_xmit_us, rack_rtt_us;
-    uint32_t rack_seq;
-    uint32_t fack;               /* highest seq known delivered (snd_una - 1 at least) */
-    bool reo_seen;               /* a packet arrived after one sent later */
-    uint64_t reo_extent_us;      /* how late such packets were, beyond rack_rtt */
-    uint64_t reo_deadline;       /* re-run loss detection (0: unarmed) */
-    /* undo of a loss episode that proves spurious */
-    bool undo_armed;
-    uint32_t undo_cwnd, undo_ssthresh, undo_retrans;
-    bool rto_episode;            /* the episode began with an RTO at rto_at_us */
-    uint64_t rto_at_us;
     st_msg *msgs;
     uint64_t msg_head, msg_send, msg_tail; /* acked < head <= send (segmenting) <= tail */
     uint64_t tx_bytes;
@@ -225,14 +199,10 @@ void st_config_default(st_config *c)
     c->tx_mem_bytes = 256u << 20;
     c->rx_mem_bytes = 128u << 20;
     c->cwnd_init = 16;
-    c->cwnd_min = 8;
-    /* LAN/VM scale, but above a loaded host's scheduling hiccups (several ms):
-     * a flow never stalls longer than rto_max, and a dead peer is declared
-     * after ~0.85-1.7 s (10 expiries: 2+4+...+128 ms, then 200 ms each). */
-    c->rto_initial_us = 10000;
-    c->rto_min_us = 2000;
-    c->rto_max_us = 200000;
-    c->max_rto_failures = 10;
+    c->rto_initial_us = 1000;
+    c->rto_min_us = 200;
+    c->rto_max_us = 1000000;
+    c->max_rto_failures = 8;
     c->ack_delay_us = 20;
     c->ack_every = 2;
     c->dupthresh = 3;
@@ -264,7 +234,6 @@ int st_config_check(const st_config *c, char *err, size_t errlen)
                                  ST_WIRE_PAYLOAD_MAX,
           "rx_mem_bytes: must hold one max_msg_bytes message");
     CHECK(c->cwnd_init >= 1 && c->cwnd_init <= c->max_inflight, "cwnd_init: 1..max_inflight");
-    CHECK(c->cwnd_min >= 1 && c->cwnd_min <= c->max_inflight, "cwnd_min: 1..max_inflight");
     CHECK(c->rto_min_us >= 1, "rto_min_us: at least 1");
     CHECK(c->rto_initial_us >= c->rto_min_us, "rto_initial_us: at least rto_min_us");
     CHECK(c->rto_max_us >= c->rto_initial_us, "rto_max_us: at least rto_initial_us");
@@ -333,8 +302,8 @@ static void msgs_drop(st_transport *t, st_flow *f)
         msg_free(t, f, msg_at(t, f, a));
     f->msg_head = f->msg_send = f->msg_tail;
     f->snd_una = f->snd_nxt;
-    f->pipe = f->lost_cnt = f->sacked_cnt = 0;
-    f->rto_deadline = f->reo_deadline = 0;
+    f->pipe = f->lost_cnt = 0;
+    f->rto_deadline = 0;
 }
 
 static void ooo_drop(st_transport *t, st_flow *f)
@@ -375,7 +344,6 @@ static void flow_init_sender(st_transport *t, st_flow *f)
 {
     f->isn = t->env.rng ? (uint32_t)rift_rng_next(t->env.rng) : 1;
     f->snd_una = f->snd_nxt = f->isn;
-    f->fack = f->isn - 1;
     f->cwnd = t->cfg.cwnd_init;
     f->ssthresh = t->cfg.max_inflight;
     f->peer_wnd = 1;
@@ -448,7 +416,7 @@ static void flow_kill(st_transport *t, st_flow *f)
 {
     assert(f->state != FLOW_DEAD);
     f->state = FLOW_DEAD;
-    f->rto_deadline = f->ack_deadline = f->reo_deadline = 0;
+    f->rto_deadline = f->ack_deadline = 0;
     t->n_dead++;
 }
 
@@ -493,17 +461,14 @@ static void flow_check(const st_transport *t, const st_flow *f)
         return;
     uint32_t out = f->snd_nxt - f->snd_una;
     assert(out <= t->cfg.max_inflight);
-    uint32_t pipe = 0, lost = 0, sacked = 0;
+    uint32_t pipe = 0, lost = 0;
     for (uint32_t s = f->snd_una; s != f->snd_nxt; s++) {
         const st_sent *e = sent_at(t, f, s);
         assert(!(e->sacked && e->lost));
-        assert(!e->rto_lost || e->lost);
         pipe += !e->sacked && !e->lost;
         lost += e->lost;
-        sacked += e->sacked;
     }
-    assert(pipe == f->pipe && lost == f->lost_cnt && sacked == f->sacked_cnt);
-    assert(!seq_lt(f->fack + 1, f->snd_una) && seq_lt(f->fack, f->snd_nxt));
+    assert(pipe == f->pipe && lost == f->lost_cnt);
     assert(f->msg_head <= f->msg_send && f->msg_send <= f->msg_tail);
     assert(f->msg_tail - f->msg_head <= t->cfg.tx_queue_msgs);
     assert(f->ooo_cnt <= t->cfg.rx_window);
@@ -649,10 +614,6 @@ static void rtt_sample(const st_transport *t, st_flow *f, uint64_t sent_us)
 {
     uint64_t r = t->now > sent_us ? t->now - sent_us : 0;
     uint64_t r8 = min_u64(r, RTT_SAMPLE_MAX_US) * 8;
-    if (!f->have_rtt || r <= f->min_rtt_us || t->now - f->min_rtt_at > MIN_RTT_WINDOW_US) {
-        f->min_rtt_us = min_u64(r, RTT_SAMPLE_MAX_US);
-        f->min_rtt_at = t->now;
-    }
     if (!f->have_rtt) {
         f->srtt8 = r8;
         f->rttvar8 = r8 / 2;

@@ -22,22 +22,13 @@
  *    packet (and the FIN) takes a sequence number; the receiver acks
  *    cumulatively plus a 64-bit SACK bitmap, every cfg.ack_every packets or
  *    after cfg.ack_delay_us, at once on reordering or duplicates;
- *  - loss: time-based detection (RACK, RFC 8985): a packet is lost once a
- *    packet sent after it was delivered and a reordering window has passed
- *    (0 until reordering is seen and dupthresh packets are SACKed; then it
- *    adapts to the reordering measured, up to srtt). It covers lost
- *    retransmissions too. RTO = max(srtt + 4 rttvar, rto_min), doubled per
- *    expiry up to rto_max; any delivery (cumulative or SACK) ends the backoff,
- *    so the next RTO is recomputed from srtt/rttvar. Karn's rule for samples.
- *    After max_rto_failures consecutive expiries without any delivery the flow
- *    resets (event + RST to the peer);
- *  - spurious retransmissions are detected (an ack sooner than min_rtt after
- *    the retransmission; after an RTO, a packet sent before it that is
- *    delivered without being resent) and undo the congestion response;
+ *  - loss: fast retransmit when dupthresh later packets are SACKed (or on
+ *    dupthresh duplicate acks); RTO = max(srtt + 4 rttvar, rto_min), doubled per
+ *    expiry up to rto_max, Karn's rule for samples; after max_rto_failures
+ *    consecutive expiries the flow resets (event + RST to the peer);
  *  - congestion window in packets: slow start, additive increase, halved once
- *    per loss episode but not below cwnd_min (random loss is not congestion on
- *    a LAN), 1 after an RTO; bounded by the peer's window and max_inflight.
- *    Mechanics and tuning: docs/transport.md;
+ *    per loss episode, 1 after an RTO; bounded by the peer's window and
+ *    max_inflight;
  *  - close is graceful: everything queued is delivered, then a FIN; the peer
  *    sees ST_EV_CLOSED after the last message, lingers to re-ack a lost FIN,
  *    and drops whatever it had not yet sent. abort is immediate (RST).
@@ -72,7 +63,6 @@ typedef struct st_config {
     uint64_t tx_mem_bytes;       /* queued bytes, all flows */
     uint64_t rx_mem_bytes;       /* reassembly + out-of-order bytes, all flows */
     uint32_t cwnd_init;          /* packets */
-    uint32_t cwnd_min;           /* floor of ssthresh after a loss episode; 1..max_inflight */
     uint32_t rto_initial_us;     /* before the first RTT sample (and for the SYN) */
     uint32_t rto_min_us;
     uint32_t rto_max_us;
@@ -154,9 +144,6 @@ typedef struct st_transport_stats {
     uint64_t rx_packets, tx_packets;
     uint64_t tx_data, tx_retransmits, tx_fast_retransmits, tx_acks, tx_rsts;
     uint64_t rtos;
-    uint64_t spurious_rtos;     /* RTOs found spurious (cwnd restored) */
-    uint64_t spurious_retransmits; /* retransmissions whose original arrived */
-    uint64_t undos;             /* loss episodes undone as spurious */
     uint64_t rx_bad_header;     /* fields st_wire would reject */
     uint64_t rx_not_local;      /* IP destination is not ours */
     uint64_t rx_no_flow;        /* unknown flow id (answered with RST) */

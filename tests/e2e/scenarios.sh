@@ -90,12 +90,12 @@ PY
 # 4. The gate bites: the same files fail under failure detectors that cannot
 #    handle them (and pass under quorum, checked above).
 s=$src/scenarios
-expect 1 "leader-churning fails under naive" "$rift" run "$s/leader-churning.json" --set cluster.paxos.fd=naive --out "$out/g1"
-expect 1 "leader-churning fails under mpmc" "$rift" run "$s/leader-churning.json" --set cluster.paxos.fd=mpmc --out "$out/g2"
-expect 1 "quorum-loss fails under naive" "$rift" run "$s/quorum-loss.json" --set cluster.paxos.fd=naive --out "$out/g3"
-expect 1 "jepsen-bridge fails under naive" "$rift" run "$s/jepsen-bridge.json" --set cluster.paxos.fd=naive --out "$out/g4"
-expect 1 "jepsen-majorities-ring fails under mpmc" "$rift" run "$s/jepsen-majorities-ring.json" --set cluster.paxos.fd=mpmc --out "$out/g5"
+expect 1 "leader-churning fails under naive" "$rift" run "$s/leader-churning.json" --backend sim --set cluster.paxos.fd=naive --out "$out/g1"
+expect 1 "leader-churning fails under mpmc" "$rift" run "$s/leader-churning.json" --backend sim --set cluster.paxos.fd=mpmc --out "$out/g2"
+expect 1 "quorum-loss fails under naive" "$rift" run "$s/quorum-loss.json" --backend sim --set cluster.paxos.fd=naive --out "$out/g3"
+expect 1 "jepsen-bridge fails under naive" "$rift" run "$s/jepsen-bridge.json" --backend sim --set cluster.paxos.fd=naive --out "$out/g4"
+expect 1 "jepsen-majorities-ring fails under mpmc" "$rift" run "$s/jepsen-majorities-ring.json" --backend sim --set cluster.paxos.fd=mpmc --out "$out/g5"
 # ...and a failed assertion in a directory run makes the whole run exit 1.
 mkdir -p "$out/mixed" && cp "$s/leader-churning.json" "$s/crash-restart.json" "$out/mixed/"
-expect 1 "a directory run exits with the worst code" "$rift" run "$out/mixed" --set cluster.paxos.fd=naive
+expect 1 "a directory run exits with the worst code" "$rift" run "$out/mixed" --backend sim --set cluster.paxos.fd=naive
 exit $fail

@@ -864,7 +864,7 @@ static uint64_t n_seeds(void)
 
 /* The message model (one datagram per message, no transport) must keep every
  * property too: it is the fast path for sweeps. */
-Test(sim_property, message_model_seeds, .timeout = 300)
+Test(sim_property, message_model_seeds)
 {
     prop_net_model = SIM_NET_MESSAGE;
     run_range(1, 1 + env_u64("RIFT_MESSAGE_SEEDS", PROP_MESSAGE_SEEDS));

@@ -590,3 +590,26 @@ Test(wl_client, same_seed_same_history)
     cr_assert_eq(run_hash(5), run_hash(5));
     cr_assert_neq(run_hash(5), run_hash(6));
 }
+
+/* An event loop may wake early (or twice): nothing fires before its time, and
+ * the engine renews the wake-up it may have spent. */
+Test(wl_client, an_early_timer_changes_nothing_and_is_renewed)
+{
+    wl_config c;
+    one_client(&c);
+    harness h;
+    h_init(&h, &c, 29);
+    wl_start(h.w);
+    uint64_t at = h.armed, calls = h.arm_calls;
+    cr_assert_eq(at, c.retry_us);
+    h.now = at - 1;
+    wl_timer(h.w);
+    cr_assert_eq(h.n_sent, 1, "nothing is due yet");
+    cr_assert_eq(h.armed, at);
+    cr_assert_eq(h.arm_calls, calls + 1, "the wake-up is announced again");
+    cr_assert_eq(wl_next_timer_us(h.w), at);
+    h.now = at;
+    wl_timer(h.w);
+    cr_assert_eq(h.n_sent, 2, "the retry fires on time");
+    h_fini(&h);
+}
