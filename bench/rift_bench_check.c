@@ -5,8 +5,9 @@
  *
  * Histories come from ch_history_generate: a simulated linearizable store
  * with random concurrency (clients run ops back to back; each op takes effect
- * at a random instant inside its interval; 2% of completions are info). Every
- * check must say OK; anything else is counted in "unexpected_verdicts".
+ * at a random instant inside its interval; 2% of completions are info). No
+ * check may say FAIL ("unexpected_verdicts" counts them); UNKNOWN means a
+ * budget ran out.
  * Generation is not timed.
  *
  * Figures, nested by load ("c5", "c20": concurrent clients):
@@ -15,6 +16,9 @@
  *                                 ends within the limit, doubling from 10k
  *   largest_ops_within_10s_1key   the same with every op on one key (no
  *                                 P-compositional split: the search's worst case)
+ *   largest*_stopped_by           why the next size failed: "time" (the limit),
+ *                                 "memo" (the memo-entry cap: UNKNOWN before
+ *                                 the limit), "cap" (--max-ops), "fail" (a bug)
  *   e2e_*                         the issue's target, end to end: the history
  *                                 is written as history.jsonl, then read back
  *                                 (e2e_parse_s: read, JSON lines, pairing) and
@@ -58,6 +62,7 @@ typedef struct bc_largest {
     uint32_t ops;        /* the largest that passed, 0 none */
     double check_s;      /* its check time */
     bool capped;         /* stopped at max_ops, not at the limit */
+    const char *stop;    /* what stopped the next size: "time", "memo" (entries cap), "fail", "cap" */
 } bc_largest;
 
 static double bc_now(void)
@@ -126,7 +131,9 @@ static ch_history *bc_generate(uint64_t seed, uint32_t ops, uint32_t clients, ui
     return h;
 }
 
-/* Check h; 1 = OK, 0 = some other verdict, negative = error. */
+/* Check h; the verdict (>= 0) or a negative errno. UNKNOWN is a budget
+ * running out (time, or memo entries); FAIL would be a checker bug, as every
+ * generated history is linearizable. */
 static int bc_check(const ch_history *h, double limit_s, double *elapsed_s)
 {
     ch_lin_result r;
@@ -134,7 +141,7 @@ static int bc_check(const ch_history *h, double limit_s, double *elapsed_s)
     int rc = ch_lin_check(h, limit_s, &r);
     *elapsed_s = bc_now() - t0;
     if (rc == 0)
-        rc = r.verdict == CH_LIN_OK;
+        rc = (int)r.verdict;
     ch_lin_result_free(&r);
     return rc;
 }
@@ -150,9 +157,9 @@ static int bc_rate(const bc_opts *o, uint32_t clients, json_t *fig, uint64_t *un
     double t0 = bc_now(), busy = 0;
     while (rc == 0 && (bc_now() - t0 < o->rate_s || n < BC_DISTINCT)) {
         double dt;
-        int ok = bc_check(hs[n % BC_DISTINCT], 10.0, &dt);
-        rc = ok < 0 ? ok : 0;
-        *unexpected += ok == 0;
+        int v = bc_check(hs[n % BC_DISTINCT], 10.0, &dt);
+        rc = v < 0 ? v : 0;
+        *unexpected += v == CH_LIN_FAIL;
         busy += dt;
         n++;
     }
@@ -174,6 +181,7 @@ static int bc_largest_for(const bc_opts *o, uint32_t clients, uint32_t keys, bc_
     for (uint32_t ops = BC_START_OPS;; ops *= 2) {
         if (ops > o->max_ops) {
             out->capped = true;
+            out->stop = "cap";
             return 0;
         }
         int rc;
@@ -181,13 +189,14 @@ static int bc_largest_for(const bc_opts *o, uint32_t clients, uint32_t keys, bc_
         if (!h)
             return rc;
         double dt;
-        int ok = bc_check(h, o->seconds, &dt);
+        int v = bc_check(h, o->seconds, &dt);
         ch_history_free(h);
-        if (ok < 0)
-            return ok;
-        if (!ok || dt > o->seconds) {
-            /* Past the limit (UNKNOWN) is the expected way to stop; a FAIL is not. */
-            *unexpected += !ok && dt < o->seconds;
+        if (v < 0)
+            return v;
+        if (v != CH_LIN_OK || dt > o->seconds) {
+            /* A budget running out (UNKNOWN) is the expected way to stop; a FAIL is not. */
+            *unexpected += v == CH_LIN_FAIL;
+            out->stop = v == CH_LIN_FAIL ? "fail" : dt > o->seconds * 0.9 ? "time" : "memo";
             return 0;
         }
         out->ops = ops;
@@ -207,6 +216,8 @@ static void bc_put_largest(json_t *fig, const char *suffix, const bc_largest *l,
     json_object_set_new(fig, name, json_real(l->check_s));
     snprintf(name, sizeof name, "largest%s_capped", suffix);
     json_object_set_new(fig, name, json_boolean(l->capped));
+    snprintf(name, sizeof name, "largest%s_stopped_by", suffix);
+    json_object_set_new(fig, name, json_string(l->stop ? l->stop : "none"));
 }
 
 /* The issue's end-to-end target: write the history as a file, then time
@@ -240,7 +251,7 @@ static int bc_e2e(const bc_opts *o, json_t *fig, uint64_t *unexpected)
     int ok = ch_lin_check(h, o->seconds, &r);
     double t2 = bc_now(), c2 = bc_cpu();
     if (ok == 0) {
-        *unexpected += r.verdict != CH_LIN_OK;
+        *unexpected += r.verdict == CH_LIN_FAIL;
         json_object_set_new(fig, "e2e_ops", json_integer(o->e2e_ops));
         json_object_set_new(fig, "e2e_lines", json_integer((json_int_t)lines));
         json_object_set_new(fig, "e2e_keys", json_integer(BC_E2E_KEYS));

@@ -18,9 +18,24 @@
 #include "ch_fs.h"
 #include "ch_scenario.h"
 
-enum { F_PARTITION, F_CUT, F_LOSS, F_DELAY, F_DUPLICATE, F_REORDER, F_CRASH, F_PAUSE, F_GC, F_KINDS };
-static const char *const fault_names[F_KINDS] = {"partition", "cut",   "loss",  "delay",   "duplicate",
-                                                 "reorder",   "crash", "pause", "gc-pause"};
+/* crash-majority crashes a majority of the replicas at once (never all of
+ * them) and restarts them together: with a durable WAL the survivor keeps the
+ * executed state and the cluster recovers, but with durability off the
+ * restarted majority forgot what it acknowledged and can elect a leader with
+ * an empty log — the fault that shows amnesia (lost writes, diverging logs).
+ * crash-all crashes every replica; it is not drawn unless --faults names it:
+ * the WAL holds acceptor state above gle only, so after a whole-cluster crash
+ * no replica has the executed state below gle and the store cannot recover
+ * even with fsync (a known limit, docs/checkers.md). */
+enum {
+    F_PARTITION, F_CUT, F_LOSS, F_DELAY, F_DUPLICATE, F_REORDER, F_CRASH, F_PAUSE, F_GC,
+    F_CRASH_MAJORITY, F_CRASH_ALL, F_KINDS
+};
+static const char *const fault_names[F_KINDS] = {
+    "partition", "cut",   "loss",     "delay",          "duplicate", "reorder",
+    "crash",     "pause", "gc-pause", "crash-majority", "crash-all",
+};
+#define F_DEFAULT (((1u << F_KINDS) - 1) & ~(1u << F_CRASH_ALL))
 
 typedef struct fuzz_opts {
     uint64_t seeds;
@@ -118,6 +133,60 @@ static bool crash_allowed(int replicas, uint64_t *down_until, uint64_t t, json_t
     return true;
 }
 
+static json_t *node_action(uint64_t at, const char *what, int replica)
+{
+    char n[8];
+    snprintf(n, sizeof(n), "r%d", replica + 1);
+    return json_pack("{s:I, s:s, s:s}", "at_ms", (json_int_t)at, "do", what, "node", n);
+}
+
+/* Crash a random majority that leaves one replica up (or, all: every
+ * replica), each back within 100 ms of the others after 20..2000 ms; only when
+ * every replica is up, so the crashes are concurrent and none overlaps a
+ * single crash. Half the time the survivor lags first: every link of it is
+ * cut 50..500 ms before the crash (the others commit without it) and cleared
+ * once the majority is back, so the writes of that window live only on the
+ * crashed majority — in its WAL, or nowhere when durability is off. (A pause
+ * would not do: a paused process finds its queued frames on resume.)
+ * Returns when it is all over (0: not now). */
+static uint64_t crash_majority(rift_rng *g, json_t *timeline, int replicas, uint64_t *down_until, uint64_t t,
+                               uint64_t quiet, bool all)
+{
+    if (!all && replicas < 3)
+        return 0; /* no majority short of all */
+    for (int i = 0; i < replicas; i++)
+        if (down_until[i] > t)
+            return 0;
+    int order[PX_MAX_REPLICAS];
+    for (int i = 0; i < replicas; i++)
+        order[i] = i;
+    for (int i = replicas - 1; i > 0; i--) { /* Fisher-Yates: which replicas */
+        int j = (int)rift_rng_range(g, 0, (uint64_t)i), x = order[i];
+        order[i] = order[j];
+        order[j] = x;
+    }
+    int m = all ? replicas : (int)rift_rng_range(g, (uint64_t)replicas / 2 + 1, (uint64_t)replicas - 1);
+    /* The survivor, if it lags, stays cut off until the majority is back: a
+     * heal with no majority up could not recover (recover_within_ms). */
+    bool lag = !all && rift_rng_next(g) & 1;
+    uint64_t crash_at = lag ? t + rift_rng_range(g, 50, 500) : t;
+    uint64_t back = crash_at + rift_rng_range(g, 20, 2000);
+    if (back + 100 > quiet)
+        return 0;
+    for (int k = 0; k < m; k++) {
+        uint64_t at = back + rift_rng_range(g, 0, 100);
+        json_array_append_new(timeline, node_action(crash_at, "crash", order[k]));
+        json_array_append_new(timeline, node_action(at, "restart", order[k]));
+        down_until[order[k]] = at;
+    }
+    if (lag) {
+        json_array_append_new(timeline, node_action(t, "cut", order[m]));
+        json_array_append_new(timeline, node_action(back + 100, "clear", order[m]));
+        down_until[order[m]] = back + 100;
+    }
+    return back + 100;
+}
+
 static json_t *generate(uint64_t seed, const fuzz_opts *o)
 {
     rift_rng g;
@@ -128,11 +197,24 @@ static json_t *generate(uint64_t seed, const fuzz_opts *o)
     json_t *timeline = json_array();
     uint64_t end = o->duration_ms, t = 500, quiet = end * 7 / 10;
     uint64_t down_until[PX_MAX_REPLICAS] = {0};
+    /* A majority crash happens alone: no other fault is open while it lasts,
+     * because a heal or resume while no majority is up cannot recover within
+     * recover_within_ms, and that would be the schedule's fault, not the store's. */
+    uint64_t busy = 0;
     while (t < quiet) {
         int kind;
         do
             kind = (int)rift_rng_range(&g, 0, F_KINDS - 1);
         while (!(swarm & (1u << kind)));
+        if (kind == F_CRASH_MAJORITY || kind == F_CRASH_ALL) {
+            uint64_t over = t >= busy ? crash_majority(&g, timeline, o->replicas, down_until, t, quiet,
+                                                       kind == F_CRASH_ALL)
+                                      : 0;
+            if (over)
+                t = busy = over;
+            t += rift_rng_range(&g, 50, 1500);
+            continue;
+        }
         json_t *f = random_fault(&g, kind, o->replicas, t);
         uint64_t len = rift_rng_range(&g, 100, 2000), back = t + len < quiet ? t + len : quiet;
         if (kind == F_CRASH && !crash_allowed(o->replicas, down_until, t, f, back)) {
@@ -144,6 +226,8 @@ static json_t *generate(uint64_t seed, const fuzz_opts *o)
         json_array_append_new(timeline, f);
         if (u)
             json_array_append_new(timeline, u);
+        if (u && back > busy)
+            busy = back;
         t += rift_rng_range(&g, 50, 1500);
     }
     /* The last 30%: everything healed (every crash and pause was undone by then),
@@ -163,10 +247,13 @@ static void fuzz_help(FILE *f)
     fprintf(f, "usage: rift fuzz [--seeds N | --time S] [--replicas N] [--duration-ms MS]\n"
                "                 [--faults kind,kind,...] [--set key=value]... [--out DIR]\n\n"
                "Draws a random fault schedule per seed (a random subset of the enabled fault kinds:\n"
-               "partition, cut, loss, delay, duplicate, reorder, crash, pause, gc-pause), runs it\n"
-               "in the simulator with linearizability, log-agreement and recovery assertions, and\n"
-               "keeps DIR/fuzz-<seed>.json for every failure: `rift run` reproduces it.\n"
-               "--set applies to every generated scenario (--set cluster.paxos.durability=off).\n");
+               "partition, cut, loss, delay, duplicate, reorder, crash, pause, gc-pause,\n"
+               "crash-majority; crash-all only when --faults names it), runs it in the\n"
+               "simulator with linearizability, log-agreement and\n"
+               "recovery assertions, and keeps DIR/fuzz-<seed>.json for every failure: `rift run`\n"
+               "reproduces it. --set applies to every generated scenario: with\n"
+               "--set cluster.paxos.durability=off, crash-majority makes a restarted majority forget\n"
+               "what it acknowledged, and the checkers catch the lost writes.\n");
 }
 
 static int parse_faults(const char *arg, unsigned *out)
@@ -242,7 +329,7 @@ static double now_s(void)
 
 int ch_cli_fuzz(int argc, char **argv, volatile sig_atomic_t *interrupted)
 {
-    fuzz_opts o = {.seeds = 0, .replicas = 3, .duration_ms = 8000, .out = "runs/fuzz", .enabled = (1u << F_KINDS) - 1};
+    fuzz_opts o = {.seeds = 0, .replicas = 3, .duration_ms = 8000, .out = "runs/fuzz", .enabled = F_DEFAULT};
     const char **sets = NULL;
     int rc = parse_fuzz(argc, argv, &o, &sets);
     if (rc != 0) {
