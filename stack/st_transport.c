@@ -12,6 +12,16 @@
  * pipe = packets in flight neither SACKed nor marked lost (RFC 6675's "pipe");
  * we send while pipe < cwnd, retransmitting lost packets before new ones.
  *
+ * Loss detection is by time (RACK, RFC 8985), not by counting: of the packets
+ * known delivered we remember the one sent last (rack_*) and its RTT; any
+ * packet sent before it that is still missing rack_rtt + reo_wnd after its own
+ * transmission is lost. That treats a lost retransmission like any other loss
+ * (counting rules cannot: a retransmission has nothing "above" it), and a
+ * reordering window measured from the reordering actually seen keeps jitter
+ * from looking like loss. Without a DSACK or timestamp option, spurious
+ * retransmissions are recognised by time: an ack that comes back sooner than
+ * min_rtt after a retransmission was sent answers the original.
+ *
  * Receiver: an in-order packet is reassembled at once (a one-fragment message
  * is delivered straight from the packet); a packet ahead of a gap waits in
  * ooo[] (a ring of rx_window slots) until the gap fills. A multi-fragment
@@ -33,6 +43,7 @@
 #define SLOT_BITS 16
 #define SLOT_MASK 0xffffu
 #define RTT_SAMPLE_MAX_US 60000000u /* clamp absurd samples (clock jumps) */
+#define MIN_RTT_WINDOW_US 10000000u /* min_rtt forgets older samples (paths change) */
 #define SACK_BITS 64u
 
 typedef struct st_msg {
@@ -48,11 +59,13 @@ typedef struct st_msg {
 typedef struct st_sent {
     uint64_t msg_abs;    /* absolute index into msgs[] */
     uint64_t sent_us;    /* last transmission */
+    uint64_t first_us;   /* first transmission */
     uint16_t frag;
     uint8_t xmits;       /* saturating; 1 = never retransmitted (Karn) */
     bool sacked;
     bool lost;           /* marked lost, waiting for retransmission */
-    bool rtx;            /* retransmitted since the last RTO: not re-marked by SACK */
+    bool rto_lost;       /* lost because of an RTO, not resent yet: undone if the RTO was spurious */
+    bool spurious;       /* a retransmission of it proved unneeded (counted once) */
 } st_sent;
 
 typedef struct st_ooo {
@@ -89,13 +102,27 @@ struct st_flow {
     uint32_t hs_xmits;
     /* sender */
     uint32_t isn, snd_una, snd_nxt, peer_wnd;
-    uint32_t cwnd, ssthresh, ca_acc, pipe, lost_cnt, dupacks;
+    uint32_t cwnd, ssthresh, ca_acc, pipe, lost_cnt, sacked_cnt, dupacks;
     bool recover_active, fast_recovery;
     uint32_t recover;            /* snd_nxt when the loss episode began */
     uint64_t rto_deadline;       /* 0: unarmed */
     uint32_t rto_fails, backoff;
     bool have_rtt;
     uint64_t srtt8, rttvar8;     /* µs × 8 */
+    uint64_t min_rtt_us, min_rtt_at;
+    /* RACK: the packet delivered that was sent last, and its round trip */
+    bool rack_valid;
+    uint64_t rack_xmit_us, rack_rtt_us;
+    uint32_t rack_seq;
+    uint32_t fack;               /* highest seq known delivered (snd_una - 1 at least) */
+    bool reo_seen;               /* a packet arrived after one sent later */
+    uint64_t reo_extent_us;      /* how late such packets were, beyond rack_rtt */
+    uint64_t reo_deadline;       /* re-run loss detection (0: unarmed) */
+    /* undo of a loss episode that proves spurious */
+    bool undo_armed, undo_now;
+    uint32_t undo_cwnd, undo_ssthresh, undo_retrans;
+    bool rto_episode;            /* the episode began with an RTO at rto_at_us */
+    uint64_t rto_at_us;
     st_msg *msgs;
     uint64_t msg_head, msg_send, msg_tail; /* acked < head <= send (segmenting) <= tail */
     uint64_t tx_bytes;
@@ -115,6 +142,8 @@ struct st_flow {
     uint32_t ack_pending;
     uint64_t ack_deadline;       /* 0: none */
     bool ack_now;
+    bool dsack_pending;          /* report dsack_seq: it arrived twice */
+    uint32_t dsack_seq;
     uint64_t linger_until;
 };
 
@@ -199,10 +228,15 @@ void st_config_default(st_config *c)
     c->tx_mem_bytes = 256u << 20;
     c->rx_mem_bytes = 128u << 20;
     c->cwnd_init = 16;
-    c->rto_initial_us = 1000;
-    c->rto_min_us = 200;
-    c->rto_max_us = 1000000;
-    c->max_rto_failures = 8;
+    c->cwnd_min = 16;
+    /* LAN/VM scale, but above a loaded host's scheduling hiccups (several ms):
+     * a flow never stalls longer than rto_max, and a dead peer is declared
+     * after ~0.87-1.7 s (16 expiries: 7 x 2, then 4, 8, ... 128, then 200 ms). */
+    c->rto_initial_us = 10000;
+    c->rto_min_us = 2000;
+    c->rto_max_us = 200000;
+    c->rto_linear = 6;
+    c->max_rto_failures = 16;
     c->ack_delay_us = 20;
     c->ack_every = 2;
     c->dupthresh = 3;
@@ -234,10 +268,12 @@ int st_config_check(const st_config *c, char *err, size_t errlen)
                                  ST_WIRE_PAYLOAD_MAX,
           "rx_mem_bytes: must hold one max_msg_bytes message");
     CHECK(c->cwnd_init >= 1 && c->cwnd_init <= c->max_inflight, "cwnd_init: 1..max_inflight");
+    CHECK(c->cwnd_min >= 1 && c->cwnd_min <= c->max_inflight, "cwnd_min: 1..max_inflight");
     CHECK(c->rto_min_us >= 1, "rto_min_us: at least 1");
     CHECK(c->rto_initial_us >= c->rto_min_us, "rto_initial_us: at least rto_min_us");
     CHECK(c->rto_max_us >= c->rto_initial_us, "rto_max_us: at least rto_initial_us");
     CHECK(c->max_rto_failures >= 1 && c->max_rto_failures <= 64, "max_rto_failures: 1..64");
+    CHECK(c->rto_linear <= 64, "rto_linear: 0..64");
     CHECK(c->ack_delay_us < c->rto_min_us, "ack_delay_us: below rto_min_us");
     CHECK(c->ack_every >= 1 && c->ack_every <= 64, "ack_every: 1..64");
     CHECK(c->dupthresh >= 1 && c->dupthresh < SACK_BITS, "dupthresh: 1..63");
@@ -302,8 +338,8 @@ static void msgs_drop(st_transport *t, st_flow *f)
         msg_free(t, f, msg_at(t, f, a));
     f->msg_head = f->msg_send = f->msg_tail;
     f->snd_una = f->snd_nxt;
-    f->pipe = f->lost_cnt = 0;
-    f->rto_deadline = 0;
+    f->pipe = f->lost_cnt = f->sacked_cnt = 0;
+    f->rto_deadline = f->reo_deadline = 0;
 }
 
 static void ooo_drop(st_transport *t, st_flow *f)
@@ -344,6 +380,7 @@ static void flow_init_sender(st_transport *t, st_flow *f)
 {
     f->isn = t->env.rng ? (uint32_t)rift_rng_next(t->env.rng) : 1;
     f->snd_una = f->snd_nxt = f->isn;
+    f->fack = f->isn - 1;
     f->cwnd = t->cfg.cwnd_init;
     f->ssthresh = t->cfg.max_inflight;
     f->peer_wnd = 1;
@@ -416,7 +453,7 @@ static void flow_kill(st_transport *t, st_flow *f)
 {
     assert(f->state != FLOW_DEAD);
     f->state = FLOW_DEAD;
-    f->rto_deadline = f->ack_deadline = 0;
+    f->rto_deadline = f->ack_deadline = f->reo_deadline = 0;
     t->n_dead++;
 }
 
@@ -461,14 +498,17 @@ static void flow_check(const st_transport *t, const st_flow *f)
         return;
     uint32_t out = f->snd_nxt - f->snd_una;
     assert(out <= t->cfg.max_inflight);
-    uint32_t pipe = 0, lost = 0;
+    uint32_t pipe = 0, lost = 0, sacked = 0;
     for (uint32_t s = f->snd_una; s != f->snd_nxt; s++) {
         const st_sent *e = sent_at(t, f, s);
         assert(!(e->sacked && e->lost));
+        assert(!e->rto_lost || e->lost);
         pipe += !e->sacked && !e->lost;
         lost += e->lost;
+        sacked += e->sacked;
     }
-    assert(pipe == f->pipe && lost == f->lost_cnt);
+    assert(pipe == f->pipe && lost == f->lost_cnt && sacked == f->sacked_cnt);
+    assert(!seq_lt(f->fack + 1, f->snd_una) && seq_lt(f->fack, f->snd_nxt));
     assert(f->msg_head <= f->msg_send && f->msg_send <= f->msg_tail);
     assert(f->msg_tail - f->msg_head <= t->cfg.tx_queue_msgs);
     assert(f->ooo_cnt <= t->cfg.rx_window);
@@ -542,6 +582,18 @@ static void tx_flow(st_transport *t, st_flow *f, st_pkt *p)
         f->ack_pending = 0;
         f->ack_deadline = 0;
         f->ack_now = false;
+        /* DSACK: a packet without data has no message id, so there the field
+         * names a sequence that arrived twice, as an offset from ack + 1 (which
+         * cannot be a duplicate, so 0 means none). A DATA packet cannot carry
+         * it: a pure ack follows. */
+        if (f->dsack_pending) {
+            if (p->hdr.flags & ST_F_DATA) {
+                f->ack_now = true;
+            } else {
+                p->hdr.msg_id = f->dsack_seq - f->rcv_nxt;
+                f->dsack_pending = false;
+            }
+        }
     }
     tx_raw(t, p);
 }
@@ -610,10 +662,13 @@ static uint64_t rto_cur(const st_transport *t, const st_flow *f)
 }
 
 /* RFC 6298 with µs × 8 fixed point. Callers pass only clean samples (Karn). */
-static void rtt_sample(const st_transport *t, st_flow *f, uint64_t sent_us)
+static void rtt_update(const st_transport *t, st_flow *f, uint64_t r)
 {
-    uint64_t r = t->now > sent_us ? t->now - sent_us : 0;
     uint64_t r8 = min_u64(r, RTT_SAMPLE_MAX_US) * 8;
+    if (!f->have_rtt || r <= f->min_rtt_us || t->now - f->min_rtt_at > MIN_RTT_WINDOW_US) {
+        f->min_rtt_us = min_u64(r, RTT_SAMPLE_MAX_US);
+        f->min_rtt_at = t->now;
+    }
     if (!f->have_rtt) {
         f->srtt8 = r8;
         f->rttvar8 = r8 / 2;
@@ -624,6 +679,11 @@ static void rtt_sample(const st_transport *t, st_flow *f, uint64_t sent_us)
         f->srtt8 = f->srtt8 - f->srtt8 / 8 + r8 / 8;
     }
     f->backoff = 0; /* a clean sample ends the backoff */
+}
+
+static void rtt_sample(const st_transport *t, st_flow *f, uint64_t sent_us)
+{
+    rtt_update(t, f, t->now > sent_us ? t->now - sent_us : 0);
 }
 
 /* ---- flow endings ---- */
@@ -687,7 +747,7 @@ static void send_new(st_transport *t, st_flow *f)
     if (m->frags_sent == 0)
         m->first_seq = f->snd_nxt;
     st_sent *e = sent_at(t, f, f->snd_nxt);
-    *e = (st_sent){.msg_abs = f->msg_send, .frag = m->frags_sent};
+    *e = (st_sent){.msg_abs = f->msg_send, .frag = m->frags_sent, .first_us = t->now};
     if (++m->frags_sent == m->frag_cnt)
         f->msg_send++;
     uint32_t seq = f->snd_nxt++;
@@ -697,19 +757,48 @@ static void send_new(st_transport *t, st_flow *f)
     tx_data(t, f, seq);
 }
 
+/* Packets in the pipe within the SACK bitmap's reach of snd_una. Beyond it the
+ * peer cannot tell us what arrived: such packets stay in the pipe until the
+ * cumulative ack passes them, even when they were delivered long ago. */
+static uint32_t pipe_visible(const st_transport *t, const st_flow *f)
+{
+    uint32_t n = 0, end = (uint32_t)min_u64(f->snd_nxt - f->snd_una, SACK_BITS);
+    for (uint32_t i = 0; i < end; i++) {
+        const st_sent *e = sent_at(t, f, f->snd_una + i);
+        n += !e->sacked && !e->lost;
+    }
+    return n;
+}
+
+/* Resend lost packets while cwnd allows. A hole blocks delivery of everything
+ * behind it, so the window it is judged by leaves out the blind region: else a
+ * window of packets beyond the bitmap (delivered, but not yet ackable) holds the
+ * repair back until the RTO — a head-of-line stall of hundreds of ms. */
 static void retransmit_lost(st_transport *t, st_flow *f)
 {
+    bool blind = f->snd_nxt - f->snd_una > SACK_BITS;
+    uint32_t vis = UINT32_MAX; /* computed when needed */
     for (uint32_t s = f->snd_una; s != f->snd_nxt && f->lost_cnt; s++) {
-        if (f->pipe >= f->cwnd && !f->fast_now)
-            break;
         st_sent *e = sent_at(t, f, s);
         if (!e->lost)
             continue;
+        if (f->pipe >= f->cwnd && !f->fast_now) {
+            if (!blind || s - f->snd_una >= SACK_BITS)
+                break;
+            if (vis == UINT32_MAX)
+                vis = pipe_visible(t, f);
+            if (vis >= f->cwnd)
+                break;
+            vis++;
+        }
         e->lost = false;
-        e->rtx = true;
+        e->rto_lost = false;
         f->lost_cnt--;
         f->pipe++;
         f->fast_now = false;
+        /* Counted per packet: DSACK proves a packet's resends needless once. */
+        if (f->undo_armed && e->xmits == 1)
+            f->undo_retrans++;
         t->st.tx_retransmits++;
         tx_data(t, f, s);
     }
@@ -782,33 +871,244 @@ static void msgs_pop(st_transport *t, st_flow *f)
     }
 }
 
-static void ack_cum(st_transport *t, st_flow *f, uint32_t upto)
+/* ---- loss episodes and their undo ---- */
+
+static uint32_t ssthresh_floor(const st_transport *t)
+{
+    return t->cfg.cwnd_min > 2 ? t->cfg.cwnd_min : 2;
+}
+
+/* Remember the window before a loss response, so a spurious one can be undone. */
+static void undo_arm(st_flow *f)
+{
+    f->undo_armed = true;
+    f->undo_cwnd = f->cwnd;
+    f->undo_ssthresh = f->ssthresh;
+    f->undo_retrans = 0;
+}
+
+/* The episode was no loss (reordering, or a late ack): restore the window, and
+ * unmark what an RTO presumed lost but never resent — RACK still finds any
+ * real loss among those once later packets are delivered. */
+static void undo(st_transport *t, st_flow *f)
+{
+    f->cwnd = (uint32_t)min_u64(max_u64(f->cwnd, f->undo_cwnd), t->cfg.max_inflight);
+    f->ssthresh = (uint32_t)max_u64(f->ssthresh, f->undo_ssthresh);
+    f->undo_armed = f->undo_now = false;
+    f->recover_active = f->fast_recovery = false;
+    f->ca_acc = 0;
+    if (f->rto_episode) {
+        for (uint32_t s = f->snd_una; s != f->snd_nxt && f->lost_cnt; s++) {
+            st_sent *e = sent_at(t, f, s);
+            if (!e->rto_lost)
+                continue;
+            e->rto_lost = e->lost = false;
+            f->lost_cnt--;
+            f->pipe++;
+        }
+        f->rto_episode = false;
+        f->backoff = 0;
+        /* The resends' acks answered the originals; a RACK time taken from a
+         * resend would call everything sent before it lost. */
+        f->rack_valid = false;
+        t->st.spurious_rtos++;
+    }
+    t->st.undos++;
+}
+
+/* The undo stays armed after the episode: the DSACK that proves a resend
+ * needless comes after the original filled the hole, so usually later. */
+static void end_episode(st_flow *f)
+{
+    f->recover_active = f->fast_recovery = false;
+    f->rto_episode = false;
+    /* Forget old reordering slowly: a path that calmed down gets fast detection back. */
+    f->reo_extent_us -= f->reo_extent_us / 8;
+}
+
+/* Halve once per loss episode (not below the floor) and retransmit at once. */
+static void enter_recovery(const st_transport *t, st_flow *f)
+{
+    f->fast_now = true;
+    if (f->recover_active)
+        return;
+    undo_arm(f);
+    f->ssthresh = (uint32_t)max_u64(f->cwnd / 2, ssthresh_floor(t));
+    f->cwnd = (uint32_t)min_u64(f->cwnd, f->ssthresh);
+    f->ca_acc = 0;
+    f->recover_active = f->fast_recovery = true;
+    f->recover = f->snd_nxt;
+}
+
+/* ---- RACK: which packets are lost ---- */
+
+/* Was (t1, s1) sent after (t2, s2)? Same µs: the higher sequence went later. */
+static bool sent_after(uint64_t t1, uint32_t s1, uint64_t t2, uint32_t s2)
+{
+    return t1 > t2 || (t1 == t2 && seq_lt(s2, s1));
+}
+
+static void reorder_sample(st_flow *f, uint64_t late_us)
+{
+    f->reo_seen = true;
+    f->reo_extent_us = max_u64(f->reo_extent_us, min_u64(late_us, RTT_SAMPLE_MAX_US));
+}
+
+/* How long a packet may trail one sent after it before it counts as lost
+ * (RFC 8985 6.2): none while no reordering was ever seen and the loss is
+ * plain (dupthresh SACKed, or already recovering); else a quarter of min_rtt,
+ * or the reordering measured, whichever is larger. RFC 8985 caps it at srtt;
+ * we allow srtt + 4 rttvar (the RTO's base): on a jittery path (netem-like
+ * delay, a loaded host) packets trail by more than srtt, and waiting longer
+ * than the RTO would not help anyway. */
+static uint64_t reo_wnd(const st_transport *t, const st_flow *f)
+{
+    if (!f->reo_seen && (f->recover_active || f->sacked_cnt >= t->cfg.dupthresh))
+        return 0;
+    uint64_t w = f->min_rtt_us / 4;
+    if (f->reo_seen)
+        w = max_u64(w, f->reo_extent_us);
+    return f->have_rtt ? min_u64(w, (f->srtt8 + 4 * f->rttvar8) / 8) : w;
+}
+
+/* A resend of e was not needed: the peer reported it twice (DSACK). The packet
+ * was late, not lost: that is reordering to learn from, and the episode's
+ * window cut is undone once all its resends prove so. */
+static void spurious_rtx(st_transport *t, st_flow *f, st_sent *e)
+{
+    if (e->spurious)
+        return;
+    e->spurious = true;
+    t->st.spurious_retransmits++;
+    uint64_t since_first = t->now - e->first_us;
+    reorder_sample(f, f->rack_valid && since_first > f->rack_rtt_us ? since_first - f->rack_rtt_us : 0);
+    if (f->undo_armed && f->undo_retrans && --f->undo_retrans == 0)
+        f->undo_now = true;
+}
+
+/* A packet newly known delivered (cumulative ack or SACK), before its entry is
+ * cleared. timed: this ack was sent when it arrived (a SACK, or the packet that
+ * moved the cumulative ack), so now - sent_us is its round trip; otherwise it
+ * may have waited behind a hole and only its send time is evidence. */
+static void on_delivered(st_transport *t, st_flow *f, uint32_t seq, st_sent *e, bool timed)
+{
+    uint64_t rtt = t->now > e->sent_us ? t->now - e->sent_us : 0;
+    /* Which copy of a resent packet got through is ambiguous, so it is no RACK
+     * sample: an ack of the original taken for one of the resend would call
+     * everything sent before the resend lost. A lost resend is still found
+     * through the new packets sent after it. (Nor is an ack sooner than
+     * min_rtt proof that the original got through: when a delay ends the path
+     * is faster than any RTT seen lately; only DSACK says so.) */
+    if (e->xmits == 1) {
+        if (timed && seq_lt(seq, f->fack))
+            reorder_sample(f, f->rack_valid && rtt > f->rack_rtt_us ? rtt - f->rack_rtt_us : 0);
+        if (!f->rack_valid || sent_after(e->sent_us, seq, f->rack_xmit_us, f->rack_seq)) {
+            f->rack_valid = true;
+            f->rack_xmit_us = e->sent_us;
+            f->rack_seq = seq;
+            f->rack_rtt_us = timed || !f->have_rtt ? rtt : min_u64(rtt, f->srtt8 / 8);
+        }
+    }
+    /* Sent once, before the RTO, and it got through: the RTO was spurious
+     * (the path was slow, or the peer was descheduled; nothing was lost). */
+    if (f->rto_episode && f->undo_armed && e->xmits == 1 && e->sent_us < f->rto_at_us)
+        f->undo_now = true;
+    if (seq_lt(f->fack, seq))
+        f->fack = seq;
+}
+
+static void mark_lost(st_flow *f, st_sent *e)
+{
+    assert(!e->sacked && !e->lost);
+    e->lost = true;
+    f->lost_cnt++;
+    f->pipe--;
+}
+
+/* Mark lost what was sent before the last delivered packet and is overdue by
+ * rack_rtt + reo_wnd; arm reo_deadline for the first one not overdue yet. This
+ * includes retransmissions: a lost one is found like any other loss. */
+static uint32_t rack_mark(st_transport *t, st_flow *f)
+{
+    f->reo_deadline = 0;
+    if (!f->rack_valid)
+        return 0;
+    uint64_t wnd = reo_wnd(t, f);
+    uint32_t marked = 0;
+    for (uint32_t s = f->snd_una; s != f->snd_nxt; s++) {
+        st_sent *e = sent_at(t, f, s);
+        if (e->sacked || e->lost || !sent_after(f->rack_xmit_us, f->rack_seq, e->sent_us, s))
+            continue;
+        uint64_t due = e->sent_us + f->rack_rtt_us + wnd;
+        if (t->now >= due) {
+            mark_lost(f, e);
+            marked++;
+        } else if (!f->reo_deadline || due < f->reo_deadline) {
+            f->reo_deadline = due;
+        }
+    }
+    return marked;
+}
+
+static void detect_loss(st_transport *t, st_flow *f)
+{
+    if (f->snd_una == f->snd_nxt) {
+        f->reo_deadline = 0;
+        return;
+    }
+    uint32_t marked = rack_mark(t, f);
+    /* Without SACK news (a hole beyond the bitmap), dupthresh duplicate acks
+     * still say snd_una is gone — once, and only on a path that does not
+     * reorder; RACK or the RTO handle its resends. */
+    st_sent *una = sent_at(t, f, f->snd_una);
+    if (f->dupacks >= t->cfg.dupthresh && !f->reo_seen && !una->sacked && !una->lost && una->xmits == 1) {
+        mark_lost(f, una);
+        marked++;
+    }
+    if (marked) {
+        t->st.tx_fast_retransmits += marked;
+        enter_recovery(t, f);
+    }
+}
+
+/* ---- acks ---- */
+
+/* Everything below upto arrived; returns how many packets that newly tells.
+ * Only the first packet of the range (the old snd_una) is timed: it is what
+ * moved the cumulative ack. The others that were not SACKed either came just
+ * before it, or waited behind it out of the SACK bitmap's reach, and their
+ * "RTT" is the hole's repair time: such samples inflate srtt, the reordering
+ * window with it, and slow down loss detection further — a spiral. */
+static uint32_t ack_cum(st_transport *t, st_flow *f, uint32_t upto)
 {
     uint32_t newly = 0;
-    uint64_t sample_us = 0;
-    bool have = false;
-    for (uint32_t s = f->snd_una; s != upto; s++) {
+    uint32_t una = f->snd_una;
+    const st_sent *first = sent_at(t, f, una);
+    bool sample = !first->sacked && first->xmits == 1;
+    uint64_t sample_us = first->sent_us;
+    for (uint32_t s = una; s != upto; s++) {
         st_sent *e = sent_at(t, f, s);
         if (e->lost)
             f->lost_cnt--;
-        else if (!e->sacked)
+        else if (e->sacked)
+            f->sacked_cnt--;
+        else
             f->pipe--;
-        /* SACKed packets were sampled already; they grow cwnd only now. */
-        if (!e->sacked && e->xmits == 1) {
-            sample_us = e->sent_us;
-            have = true;
-        }
+        /* SACKed packets were counted already; they grow cwnd only now. */
+        if (!e->sacked)
+            on_delivered(t, f, s, e, s == una);
         newly++;
-        memset(e, 0, sizeof(*e));
+        /* Keep xmits and times: a DSACK may still name this packet. */
+        e->sacked = e->lost = e->rto_lost = false;
     }
     f->snd_una = upto;
-    if (have)
+    if (seq_lt(f->fack, upto - 1))
+        f->fack = upto - 1;
+    if (sample)
         rtt_sample(t, f, sample_us);
     cwnd_grow(t, f, newly);
-    if (f->recover_active && !seq_lt(f->snd_una, f->recover))
-        f->recover_active = f->fast_recovery = false;
     msgs_pop(t, f);
-    f->rto_deadline = f->snd_una == f->snd_nxt ? 0 : t->now + rto_cur(t, f);
+    return newly;
 }
 
 /* Mark SACKed packets; returns how many were new. */
@@ -825,9 +1125,11 @@ static uint32_t ack_sack(st_transport *t, st_flow *f, uint64_t bits)
         st_sent *e = sent_at(t, f, s);
         if (e->sacked)
             continue;
+        on_delivered(t, f, s, e, true);
         e->sacked = true;
+        f->sacked_cnt++;
         if (e->lost) {
-            e->lost = false;
+            e->lost = e->rto_lost = false;
             f->lost_cnt--;
         } else {
             f->pipe--;
@@ -839,51 +1141,27 @@ static uint32_t ack_sack(st_transport *t, st_flow *f, uint64_t bits)
     return newly;
 }
 
-static void mark_lost(st_flow *f, st_sent *e)
+/* The peer got seq twice. If we had resent it, one copy was needless: the
+ * loss was reordering (or the RTO premature). Only packets still in sent[]. */
+static void rx_dsack(st_transport *t, st_flow *f, uint32_t seq)
 {
-    assert(!e->sacked && !e->lost);
-    e->lost = true;
-    f->lost_cnt++;
-    f->pipe--;
-}
-
-/* Halve once per loss episode and retransmit at once (fast retransmit). */
-static void enter_recovery(st_flow *f)
-{
-    f->fast_now = true;
-    if (f->recover_active)
+    if (!seq_lt(seq, f->snd_nxt) || f->snd_nxt - seq > t->cfg.max_inflight)
         return;
-    f->ssthresh = f->cwnd / 2 > 2 ? f->cwnd / 2 : 2;
-    f->cwnd = f->ssthresh;
-    f->ca_acc = 0;
-    f->recover_active = f->fast_recovery = true;
-    f->recover = f->snd_nxt;
-}
-
-/* A packet is lost once dupthresh later packets were SACKed (RFC 6675's
- * IsLost), or snd_una after dupthresh duplicate acks. */
-static void detect_loss(st_transport *t, st_flow *f)
-{
-    uint32_t above = 0, marked = 0;
-    for (uint32_t s = f->snd_nxt; s != f->snd_una;) {
-        st_sent *e = sent_at(t, f, --s);
-        if (e->sacked) {
-            above++;
-        } else if (above >= t->cfg.dupthresh && !e->lost && !e->rtx) {
-            mark_lost(f, e);
-            marked++;
-        }
-    }
-    st_sent *una = sent_at(t, f, f->snd_una);
-    if (f->dupacks >= t->cfg.dupthresh && f->snd_una != f->snd_nxt && !una->sacked && !una->lost &&
-        !una->rtx) {
-        mark_lost(f, una);
-        marked++;
-    }
-    if (marked) {
-        t->st.tx_fast_retransmits += marked;
-        enter_recovery(f);
-    }
+    st_sent *e = sent_at(t, f, seq);
+    if (e->xmits < 2)
+        return; /* the network duplicated it */
+    /* Karn's rule skips resent packets' RTTs, but a DSACK times one: it left
+     * the peer when a copy arrived twice, so now - (last copy sent) is at most
+     * the RTT, and exactly it for the DSACK of the last copy. Raising srtt to
+     * it lets an RTO below the path's RTT (a delay switched on: 20 µs to 40 ms)
+     * learn, where else every packet is resent before its ack and no clean
+     * sample ever comes. (Timing the original, as Eifel does with timestamps,
+     * is wrong when only the original's ack was lost: it adds the RTO to the
+     * sample, and the RTO then grows on itself.) */
+    uint64_t lower = t->now > e->sent_us ? t->now - e->sent_us : 0;
+    if (!f->have_rtt || lower > f->srtt8 / 8)
+        rtt_update(t, f, lower);
+    spurious_rtx(t, f, e);
 }
 
 /* Returns false if the flow died (protocol error, or our FIN acked). */
@@ -893,14 +1171,18 @@ static bool rx_ack(st_transport *t, st_flow *f, const st_pkt *p)
     uint32_t adv = upto - f->snd_una;
     uint32_t out = f->snd_nxt - f->snd_una;
     f->peer_wnd = p->hdr.window;
-    if ((int32_t)adv < 0)
+    /* A DSACK counts even on an ack overtaken by a newer one (jitter). */
+    bool dsack = !(p->hdr.flags & ST_F_DATA) && p->hdr.msg_id;
+    if ((int32_t)adv < 0) {
+        if (dsack)
+            rx_dsack(t, f, upto + p->hdr.msg_id);
         return true; /* an older ack overtaken by a newer one */
+    }
     if (adv > out) {
         protocol_reset(t, f); /* acks what we never sent */
         return false;
     }
-    if (adv)
-        ack_cum(t, f, upto);
+    uint32_t delivered = adv ? ack_cum(t, f, upto) : 0;
     if (f->fin_acked) {
         t->st.flows_closed++;
         flow_kill(t, f);
@@ -908,15 +1190,30 @@ static bool rx_ack(st_transport *t, st_flow *f, const st_pkt *p)
         return false;
     }
     uint32_t sacked = ack_sack(t, f, p->hdr.sack);
-    bool pure = !(p->hdr.flags & (ST_F_DATA | ST_F_FIN));
+    delivered += sacked;
+    if (dsack)
+        rx_dsack(t, f, upto + p->hdr.msg_id);
+    /* A duplicate ack counts only if it could mean a hole beyond the SACK
+     * bitmap: no SACK bits, no DSACK. With SACK bits it is an older ack
+     * overtaken by a newer one (jitter reorders acks too), and RACK decides. */
+    bool pure = !(p->hdr.flags & (ST_F_DATA | ST_F_FIN)) && !p->hdr.sack && !dsack;
     if (adv)
         f->dupacks = 0;
     else if (!sacked && pure && out)
         f->dupacks++;
-    if (adv || sacked)
+    if (delivered) {
+        /* The path delivers: the next RTO is srtt + 4 rttvar again, not the
+         * backed-off value (which would stall a lossy flow for seconds). */
         f->rto_fails = 0;
-    if (p->hdr.sack || f->dupacks >= t->cfg.dupthresh)
-        detect_loss(t, f);
+        f->backoff = 0;
+        f->rto_deadline = f->snd_una == f->snd_nxt ? 0 : t->now + rto_cur(t, f);
+    }
+    if (f->undo_now && f->undo_armed)
+        undo(t, f);
+    f->undo_now = false;
+    if (f->recover_active && !seq_lt(f->snd_una, f->recover))
+        end_episode(f);
+    detect_loss(t, f);
     return true;
 }
 
@@ -1062,6 +1359,12 @@ static bool rx_drain(st_transport *t, st_flow *f)
     return true;
 }
 
+static void note_dsack(st_flow *f, uint32_t seq)
+{
+    f->dsack_pending = true;
+    f->dsack_seq = seq;
+}
+
 static void rx_store(st_transport *t, st_flow *f, const st_pkt *p)
 {
     uint32_t idx = ooo_idx(t, p->hdr.seq);
@@ -1069,6 +1372,7 @@ static void rx_store(st_transport *t, st_flow *f, const st_pkt *p)
     if (f->ooo[idx]) {
         assert(f->ooo[idx]->seq == p->hdr.seq);
         t->st.rx_duplicate++;
+        note_dsack(f, p->hdr.seq);
         return;
     }
     size_t sz = sizeof(st_ooo) + p->payload_len;
@@ -1096,7 +1400,8 @@ static bool rx_seq(st_transport *t, st_flow *f, const st_pkt *p)
     uint32_t d = p->hdr.seq - f->rcv_nxt;
     if ((int32_t)d < 0) {
         t->st.rx_duplicate++;
-        f->ack_now = true; /* our ack was probably lost */
+        f->ack_now = true; /* our ack was probably lost, or the resend was needless */
+        note_dsack(f, p->hdr.seq);
         return true;
     }
     if (d >= t->cfg.rx_window) {
@@ -1314,6 +1619,17 @@ void st_transport_rx(st_transport *t, const st_pkt *p, uint64_t now_us)
 
 /* ---- timers ---- */
 
+/* The first rto_linear expiries in a row keep the base RTO (Linux's thin-stream
+ * linear timeouts): a flow of lone messages, as Paxos sends, has nothing later
+ * to reveal a loss (and after an RTO cwnd is 1), so under 20% loss each way a
+ * resend fails a third of the time; doubling at once would turn a few unlucky
+ * drops into a stall of a hundred ms. Then it doubles. */
+static void set_backoff(const st_transport *t, st_flow *f)
+{
+    uint32_t lin = t->cfg.rto_linear;
+    f->backoff = f->rto_fails > lin ? (uint32_t)min_u64(f->rto_fails - lin, 31) : 0;
+}
+
 static void on_handshake_timeout(st_transport *t, st_flow *f)
 {
     t->st.rtos++;
@@ -1321,7 +1637,7 @@ static void on_handshake_timeout(st_transport *t, st_flow *f)
         flow_reset(t, f, ST_RESET_TIMEOUT);
         return;
     }
-    f->backoff++;
+    set_backoff(t, f);
     send_syn(t, f);
     f->rto_deadline = t->now + rto_cur(t, f);
 }
@@ -1335,21 +1651,27 @@ static void on_rto(st_transport *t, st_flow *f)
         flow_reset(t, f, ST_RESET_TIMEOUT);
         return;
     }
-    if (f->backoff < 31)
-        f->backoff++;
-    if (f->rto_fails == 1) /* repeated expiries do not keep halving */
-        f->ssthresh = f->cwnd / 2 > 2 ? f->cwnd / 2 : 2;
+    set_backoff(t, f);
+    if (f->rto_fails == 1) { /* repeated expiries do not keep halving */
+        if (!f->recover_active) /* else keep the window from before the episode */
+            undo_arm(f);
+        f->ssthresh = (uint32_t)max_u64(f->cwnd / 2, ssthresh_floor(t));
+    }
+    f->rto_episode = true;
+    f->rto_at_us = t->now;
     f->cwnd = 1;
     f->ca_acc = 0;
     f->dupacks = 0;
     f->fast_recovery = false;
     f->recover_active = true;
     f->recover = f->snd_nxt;
+    f->reo_deadline = 0;
     for (uint32_t s = f->snd_una; s != f->snd_nxt; s++) {
         st_sent *e = sent_at(t, f, s);
-        e->rtx = false;
-        if (!e->sacked && !e->lost)
+        if (!e->sacked && !e->lost) {
             mark_lost(f, e);
+            e->rto_lost = true;
+        }
     }
     assert(f->pipe == 0);
     f->rto_deadline = t->now + rto_cur(t, f);
@@ -1370,6 +1692,10 @@ static void tick_flow(st_transport *t, st_flow *f)
             on_handshake_timeout(t, f);
         if (dead(f))
             return;
+    }
+    if (f->reo_deadline && t->now >= f->reo_deadline && f->state == ST_FLOW_ESTABLISHED) {
+        detect_loss(t, f);
+        flow_push(t, f);
     }
     if (f->ack_deadline && t->now >= f->ack_deadline)
         send_ack(t, f);
@@ -1397,6 +1723,8 @@ uint64_t st_transport_next_tick_us(const st_transport *t)
             next = min_u64(next, f->rto_deadline);
         if (f->ack_deadline)
             next = min_u64(next, f->ack_deadline);
+        if (f->reo_deadline)
+            next = min_u64(next, f->reo_deadline);
     }
     return next;
 }

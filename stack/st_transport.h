@@ -22,13 +22,26 @@
  *    packet (and the FIN) takes a sequence number; the receiver acks
  *    cumulatively plus a 64-bit SACK bitmap, every cfg.ack_every packets or
  *    after cfg.ack_delay_us, at once on reordering or duplicates;
- *  - loss: fast retransmit when dupthresh later packets are SACKed (or on
- *    dupthresh duplicate acks); RTO = max(srtt + 4 rttvar, rto_min), doubled per
- *    expiry up to rto_max, Karn's rule for samples; after max_rto_failures
- *    consecutive expiries the flow resets (event + RST to the peer);
+ *  - loss: time-based detection (RACK, RFC 8985): a packet is lost once a
+ *    packet sent after it was delivered and a reordering window has passed
+ *    (0 while no reordering was seen and dupthresh packets are SACKed; else
+ *    min_rtt / 4 or the reordering measured, up to srtt + 4 rttvar). It
+ *    covers lost retransmissions too; dupthresh duplicate acks without SACK
+ *    news still mark snd_una. RTO = max(srtt + 4 rttvar, rto_min), doubled per
+ *    expiry after the first rto_linear ones, up to rto_max; any delivery
+ *    (cumulative or SACK) ends the backoff, so the next RTO is recomputed
+ *    from srtt/rttvar. Karn's rule for samples. After max_rto_failures
+ *    consecutive expiries without any delivery the flow resets (event + RST
+ *    to the peer);
+ *  - spurious retransmissions are detected (the receiver reports a sequence
+ *    it got twice — DSACK — in the msg_id of a packet without data; after an
+ *    RTO, a packet sent before it is delivered without being resent); they
+ *    widen the reordering window, time the original (Eifel) and undo the
+ *    congestion response;
  *  - congestion window in packets: slow start, additive increase, halved once
- *    per loss episode, 1 after an RTO; bounded by the peer's window and
- *    max_inflight;
+ *    per loss episode but not below cwnd_min (random loss is not congestion on
+ *    a LAN), 1 after an RTO; bounded by the peer's window and max_inflight.
+ *    Mechanics and tuning: docs/transport.md;
  *  - close is graceful: everything queued is delivered, then a FIN; the peer
  *    sees ST_EV_CLOSED after the last message, lingers to re-ack a lost FIN,
  *    and drops whatever it had not yet sent. abort is immediate (RST).
@@ -63,9 +76,11 @@ typedef struct st_config {
     uint64_t tx_mem_bytes;       /* queued bytes, all flows */
     uint64_t rx_mem_bytes;       /* reassembly + out-of-order bytes, all flows */
     uint32_t cwnd_init;          /* packets */
+    uint32_t cwnd_min;           /* floor of ssthresh after a loss episode; 1..max_inflight */
     uint32_t rto_initial_us;     /* before the first RTT sample (and for the SYN) */
     uint32_t rto_min_us;
     uint32_t rto_max_us;
+    uint32_t rto_linear;         /* expiries in a row at the base RTO before it doubles */
     uint32_t max_rto_failures;   /* consecutive expiries before the flow resets */
     uint32_t ack_delay_us;       /* delayed ack; must be below rto_min_us */
     uint32_t ack_every;          /* ack at once after this many in-order packets */
@@ -144,6 +159,9 @@ typedef struct st_transport_stats {
     uint64_t rx_packets, tx_packets;
     uint64_t tx_data, tx_retransmits, tx_fast_retransmits, tx_acks, tx_rsts;
     uint64_t rtos;
+    uint64_t spurious_rtos;     /* RTOs found spurious (cwnd restored) */
+    uint64_t spurious_retransmits; /* retransmissions whose original arrived */
+    uint64_t undos;             /* loss episodes undone as spurious */
     uint64_t rx_bad_header;     /* fields st_wire would reject */
     uint64_t rx_not_local;      /* IP destination is not ours */
     uint64_t rx_no_flow;        /* unknown flow id (answered with RST) */

@@ -153,7 +153,10 @@ static void op_packet(fz *z, rd *r)
     h->ack = pick_num(r, z->last_seq_out);
     h->sack = u8(r) < 128 ? 0 : u64(r);
     h->window = u16(r);
-    h->msg_id = u8(r) < 200 ? u8(r) % 16 : u32(r);
+    /* On a packet without data msg_id is a DSACK: an offset from ack + 1, often
+     * just below it (a packet acked already and received twice). */
+    uint8_t msel = u8(r);
+    h->msg_id = msel < 140 ? u8(r) % 16 : msel < 200 ? 0u - (uint32_t)(u8(r) % 16 + 1) : u32(r);
     h->frag_cnt = u8(r) < 200 ? u8(r) % 8 : u16(r);
     h->frag_idx = u8(r) < 200 ? u8(r) % 8 : u16(r);
     if (!(h->flags & ST_F_DATA))

@@ -3,10 +3,12 @@
  * Two harnesses:
  *  - net: two transports back to back through an in-test wire: every packet is
  *    built into a frame with st_wire_build, passes the st_impair fault model
- *    (loss, duplication, reordering) and a per-test drop filter, waits in a
- *    bounded delivery queue on a manual clock, and is parsed again with
+ *    (loss, delay with jitter, duplication, reordering) and a per-test drop
+ *    filter, waits in a bounded delivery queue on a manual clock (held back
+ *    while the receiving node is "descheduled"), and is parsed again with
  *    st_wire_parse before st_transport_rx. Messages carry a pattern derived
- *    from a seed, and the receiver checks each against the sender's list.
+ *    from a seed, and the receiver checks each against the sender's list and
+ *    records its delivery latency.
  *  - raw: one transport, and the test plays the peer by hand-crafting packets,
  *    for exact protocol steps (dupacks, SACK holes, bad peers, memory bounds). */
 #include <criterion/criterion.h>
@@ -37,10 +39,13 @@
 typedef struct net net;
 
 typedef struct stream {
+    net *net;
     int rx_node;
     uint32_t rx_flow;
     uint32_t n_exp, cap, n_got, bad;
     uint32_t *len, *seed;
+    uint64_t *sent_at, *lat; /* per message: when sent; delivery latency (µs) */
+    uint64_t lat_max;
 } stream;
 
 typedef struct node {
@@ -91,6 +96,7 @@ struct net {
     int n_streams;
     int counter;                                        /* free for filters */
     uint32_t watch_flow;
+    uint64_t hold_until[2];                             /* node i is descheduled: its input waits */
 };
 
 static uint8_t pat(uint32_t seed, uint32_t i)
@@ -208,8 +214,10 @@ static void node_tx(void *ctx, const st_pkt *p)
     st_impair_verdict v = {.n_copies = 1};
     if (N->im)
         st_impair_decide(N->im, nd->ip, peer->ip, &N->link_rng, &v);
-    for (int i = 0; i < v.n_copies; i++)
-        q_push(N, (uint8_t)peer->idx, N->now + N->delay_us + v.delay_us[i], frame, len);
+    for (int i = 0; i < v.n_copies; i++) {
+        uint64_t at = N->now + N->delay_us + v.delay_us[i];
+        q_push(N, (uint8_t)peer->idx, at > N->hold_until[peer->idx] ? at : N->hold_until[peer->idx], frame, len);
+    }
 }
 
 static void node_deliver(void *ctx, uint32_t flow, const uint8_t *msg, size_t len)
@@ -230,6 +238,9 @@ static void node_deliver(void *ctx, uint32_t flow, const uint8_t *msg, size_t le
     uint32_t k = s->n_got++;
     if (len != s->len[k] || !msg_ok(msg, len, s->seed[k]))
         s->bad++;
+    s->lat[k] = N->now - s->sent_at[k];
+    if (s->lat[k] > s->lat_max)
+        s->lat_max = s->lat[k];
 }
 
 static void node_event(void *ctx, const st_event *e)
@@ -290,6 +301,8 @@ static void net_free(net *N)
     for (int i = 0; i < N->n_streams; i++) {
         free(N->s[i].len);
         free(N->s[i].seed);
+        free(N->s[i].sent_at);
+        free(N->s[i].lat);
     }
     st_impair_free(N->im);
     free(N->q);
@@ -410,7 +423,7 @@ static int stream_open(net *N, int from, uint32_t flow)
     cr_assert_neq(fi.remote_flow, 0, "stream_open before the handshake");
     cr_assert_lt(N->n_streams, MAX_STREAMS);
     int k = N->n_streams++;
-    N->s[k] = (stream){.rx_node = 1 - from, .rx_flow = fi.remote_flow};
+    N->s[k] = (stream){.net = N, .rx_node = 1 - from, .rx_flow = fi.remote_flow};
     return k;
 }
 
@@ -420,8 +433,11 @@ static void expect(stream *s, uint32_t len, uint32_t seed)
         s->cap = s->cap ? s->cap * 2 : 64;
         s->len = realloc(s->len, s->cap * sizeof(*s->len));
         s->seed = realloc(s->seed, s->cap * sizeof(*s->seed));
-        cr_assert(s->len && s->seed);
+        s->sent_at = realloc(s->sent_at, s->cap * sizeof(*s->sent_at));
+        s->lat = realloc(s->lat, s->cap * sizeof(*s->lat));
+        cr_assert(s->len && s->seed && s->sent_at && s->lat);
     }
+    s->sent_at[s->n_exp] = s->net->now;
     s->len[s->n_exp] = len;
     s->seed[s->n_exp] = seed;
     s->n_exp++;
@@ -574,6 +590,15 @@ Test(transport, syn_to_a_closed_port_is_refused_with_rst)
     net_free(N);
 }
 
+/* The i-th interval of an RTO that starts at base: the first rto_linear
+ * expiries keep it, then it doubles, capped at rto_max. */
+static uint64_t rto_step(const st_config *c, uint64_t base, uint32_t i)
+{
+    uint32_t sh = i > c->rto_linear ? i - c->rto_linear : 0;
+    uint64_t r = sh < 32 ? base << sh : UINT64_MAX;
+    return r < c->rto_max_us ? r : c->rto_max_us;
+}
+
 Test(transport, handshake_to_a_dead_host_times_out)
 {
     net *N = net_new(6);
@@ -586,7 +611,8 @@ Test(transport, handshake_to_a_dead_host_times_out)
     cr_assert_eq(e->reason, ST_RESET_TIMEOUT);
     uint64_t want = 0;
     for (uint32_t i = 0; i < N->n[0].cfg.max_rto_failures; i++)
-        want += (uint64_t)N->n[0].cfg.rto_initial_us << i;
+        want += rto_step(&N->n[0].cfg, N->n[0].cfg.rto_initial_us, i);
+    cr_assert_leq(want, 2000000, "a dead host is declared within about a second or two");
     cr_assert_eq(e->time_us, want, "SYN backoff: %lu vs %lu", (unsigned long)e->time_us, (unsigned long)want);
     cr_assert_eq(N->n_trace, N->n[0].cfg.max_rto_failures, "SYN sent once per RTO, no RST (peer unknown)");
     net_free(N);
@@ -604,7 +630,7 @@ Test(transport, small_message_and_echo_reply)
     N->n[1].echo = true;
     int to_b = stream_open(N, 0, fa);
     int back = N->n_streams++;
-    N->s[back] = (stream){.rx_node = 0, .rx_flow = fa};
+    N->s[back] = (stream){.net = N, .rx_node = 0, .rx_flow = fa};
     cr_assert_eq(send_msg(N, 0, fa, to_b, 100, 42), 0);
     expect(&N->s[back], 100, 42);
     cr_assert(net_run_until(N, streams_done, N->now + 100000));
@@ -796,13 +822,21 @@ Test(transport, rto_backs_off_doubling_and_dead_peer_resets_after_n)
     }
     uint32_t fails = N->n[0].cfg.max_rto_failures;
     cr_assert_eq(n, (int)fails, "1 send + %u retransmissions: %d", fails - 1, n);
-    for (int i = 1; i < n; i++)
-        cr_assert_eq(at[i] - at[i - 1], rto0 << (i - 1), "interval %d: %lu", i, (unsigned long)(at[i] - at[i - 1]));
+    uint64_t want = 0;
+    for (int i = 1; i < n; i++) {
+        uint64_t step = rto_step(&N->n[0].cfg, rto0, (uint32_t)i - 1);
+        cr_assert_eq(at[i] - at[i - 1], step, "interval %d: %lu", i, (unsigned long)(at[i] - at[i - 1]));
+        want += step;
+    }
+    want += rto_step(&N->n[0].cfg, rto0, fails - 1);
     const st_event *e = find_ev(&N->n[0], ST_EV_RESET);
     cr_assert_not_null(e);
     cr_assert_eq(e->reason, ST_RESET_TIMEOUT);
     cr_assert_eq(e->flow, fa);
-    cr_assert_eq(e->time_us - t0, rto0 * ((1u << fails) - 1), "reset at the %u-th expiry", fails);
+    cr_assert_eq(e->time_us - t0, want, "reset at the %u-th expiry", fails);
+    /* A partition must still reset the flow soon enough for the app to reconnect. */
+    cr_assert_geq(want, 500000);
+    cr_assert_leq(want, 2000000);
     cr_assert(rst, "the peer is told");
     cr_assert_eq(stats_of(N, 0).rtos, fails);
     cr_assert_eq(stats_of(N, 0).flows_active, 0);
@@ -814,7 +848,7 @@ Test(transport, rto_backoff_is_capped_at_rto_max)
 {
     st_config c;
     st_config_default(&c);
-    c.rto_max_us = 1000;
+    c.rto_max_us = 10000;
     c.max_rto_failures = 10;
     net *N = net_new2(&c, &c, 14);
     uint32_t fa = connect_ab(N, NULL);
@@ -825,8 +859,9 @@ Test(transport, rto_backoff_is_capped_at_rto_max)
     net_run_for(N, 1000000);
     const st_event *e = find_ev(&N->n[0], ST_EV_RESET);
     cr_assert_not_null(e);
-    /* 200, 400, 800, then 1000 for the remaining seven. */
-    cr_assert_eq(e->time_us - t0, 200 + 400 + 800 + 7 * 1000);
+    /* 2 ms seven times (the linear expiries), 4, 8, then 10 ms for the last one. */
+    cr_assert_eq(c.rto_linear, 6);
+    cr_assert_eq(e->time_us - t0, 7 * 2000 + 4000 + 8000 + 10000);
     net_free(N);
 }
 
@@ -871,6 +906,275 @@ Test(transport, cwnd_grows_in_slow_start_on_a_clean_link)
     st_transport_flow_info(N->n[0].t, fa, &fi);
     cr_assert_eq(fi.cwnd, N->n[0].cfg.max_inflight, "grew to the cap: %u", fi.cwnd);
     net_free(N);
+}
+
+/* ======================================================================== */
+/* robustness: loss, delay with jitter, a descheduled peer                  */
+/* ======================================================================== */
+
+static void net_rule(net *N, const st_impair_rule *r)
+{
+    if (!N->im)
+        N->im = st_impair_new();
+    cr_assert_not_null(N->im);
+    cr_assert_geq(st_impair_add(N->im, r), 0);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The pct-th percentile of the delivery latencies (µs) of messages from
+ * index `from` on. */
+static uint64_t lat_pct_from(const stream *s, uint32_t from, double pct)
+{
+    cr_assert_gt(s->n_got, from);
+    uint32_t n = s->n_got - from;
+    uint64_t *c = malloc(n * sizeof(*c));
+    cr_assert_not_null(c);
+    memcpy(c, s->lat + from, n * sizeof(*c));
+    qsort(c, n, sizeof(*c), cmp_u64);
+    uint64_t v = c[(size_t)(pct / 100.0 * (n - 1))];
+    free(c);
+    return v;
+}
+
+static uint64_t lat_pct(const stream *s, double pct)
+{
+    return lat_pct_from(s, 0, pct);
+}
+
+/* Paxos-like traffic: every gap_us one len-byte message each way, for dur_us.
+ * A send refused (-ENOBUFS: the queue backed up) fails the test. */
+static void steady_load(net *N, uint32_t fa, uint32_t fb, int ab, int ba, uint32_t len, uint64_t gap_us,
+                        uint64_t dur_us)
+{
+    uint64_t end = N->now + dur_us;
+    for (uint32_t k = 0; N->now < end; k++) {
+        cr_assert_eq(send_msg(N, 0, fa, ab, len, 2 * k), 0, "A's queue backed up at %lu us", (unsigned long)N->now);
+        cr_assert_eq(send_msg(N, 1, fb, ba, len, 2 * k + 1), 0, "B's queue backed up at %lu us",
+                     (unsigned long)N->now);
+        net_run_for(N, gap_us);
+    }
+}
+
+/* Delay with jitter reorders packets by up to tens of ms. Counting SACKs
+ * (dupthresh) called that loss: spurious retransmissions, cwnd halved to 2 again
+ * and again, and at 40 ms RTTs the flow fell far behind its offered load. RACK's
+ * reordering window and the undo keep it at full rate. */
+Test(transport, delay_with_jitter_keeps_throughput_and_latency, .timeout = 120)
+{
+    net *N = net_new(31);
+    uint32_t fb = 0;
+    uint32_t fa = connect_ab(N, &fb);
+    int ab = stream_open(N, 0, fa), ba = stream_open(N, 1, fb);
+    st_impair_rule r = {.src = ST_IMPAIR_ANY, .dst = ST_IMPAIR_ANY, .delay_us = 20000, .jitter_us = 10000,
+                        .distribution = ST_DELAY_NORMAL};
+    net_rule(N, &r);
+    steady_load(N, fa, fb, ab, ba, 300, 2500, 5000000); /* 400 messages/s each way */
+    uint64_t sent_by = N->now;
+    cr_assert(net_run_until(N, streams_done, N->now + 1000000));
+    assert_streams_clean(N);
+    uint64_t drain = N->now - sent_by;
+    for (int k = 0; k < 2; k++) {
+        stream *s = &N->s[k];
+        /* From 1 s on (the path's RTT jumped from 20 µs to 40 ms when the
+         * delay began: the first RTOs are premature until samples arrive). */
+        uint64_t p50 = lat_pct_from(s, 400, 50), p99 = lat_pct_from(s, 400, 99);
+        cr_log_info("jitter: stream %d p50 %lu p99 %lu us; max %lu us overall; drained %lu us after the last send",
+                    k, (unsigned long)p50, (unsigned long)p99, (unsigned long)s->lat_max, (unsigned long)drain);
+        /* One-way 20 ms +- 10 ms: in-order delivery waits for the slowest
+         * earlier packet, so some ms above the link, but no queue builds up. */
+        cr_assert_lt(p50, 40000, "p50 %lu", (unsigned long)p50);
+        cr_assert_lt(p99, 80000, "p99 %lu", (unsigned long)p99);
+        cr_assert_lt(s->lat_max, 200000, "max %lu", (unsigned long)s->lat_max);
+    }
+    cr_assert_lt(drain, 100000, "no backlog at the end");
+    for (int i = 0; i < 2; i++) {
+        st_transport_stats st = stats_of(N, i);
+        cr_log_info("jitter: node %d: %lu data, %lu resent (%lu proved spurious), %lu RTOs, %lu undos", i,
+                    (unsigned long)st.tx_data, (unsigned long)st.tx_retransmits,
+                    (unsigned long)st.spurious_retransmits, (unsigned long)st.rtos, (unsigned long)st.undos);
+        cr_assert_lt(st.tx_retransmits, st.tx_data / 20, "reordering is mostly not taken for loss");
+    }
+    net_free(N);
+}
+
+/* 20% loss both ways (data and acks) on a LAN-like path with a loaded host's
+ * jitter. Before: lost retransmissions were found only by RTO, the backoff
+ * survived successful retransmissions (RTO climbed to rto_max and stayed),
+ * and cwnd sat at 1-2: queues and latency grew without bound. */
+Test(transport, twenty_percent_loss_both_ways_keeps_delay_bounded, .timeout = 120)
+{
+    net *N = net_new(32);
+    uint32_t fb = 0;
+    uint32_t fa = connect_ab(N, &fb);
+    int ab = stream_open(N, 0, fa), ba = stream_open(N, 1, fb);
+    st_impair_rule r = {.src = ST_IMPAIR_ANY, .dst = ST_IMPAIR_ANY, .loss = 0.2, .delay_us = 500, .jitter_us = 200};
+    net_rule(N, &r);
+    steady_load(N, fa, fb, ab, ba, 200, 2000, 10000000); /* 500 messages/s each way */
+    cr_assert(net_run_until(N, streams_done, N->now + 1000000));
+    assert_streams_clean(N);
+    for (int k = 0; k < 2; k++) {
+        stream *s = &N->s[k];
+        uint64_t p99 = lat_pct(s, 99);
+        cr_log_info("20%% loss: stream %d p50 %lu p99 %lu max %lu us", k, (unsigned long)lat_pct(s, 50),
+                    (unsigned long)p99, (unsigned long)s->lat_max);
+        cr_assert_lt(p99, 20000, "p99 %lu us", (unsigned long)p99);
+        cr_assert_lt(s->lat_max, 100000, "max %lu us: tens of ms, never a stall", (unsigned long)s->lat_max);
+    }
+    st_flow_info fi;
+    cr_assert_eq(st_transport_flow_info(N->n[0].t, fa, &fi), 0);
+    cr_assert_geq(fi.ssthresh, N->n[0].cfg.cwnd_min, "random loss does not starve the window");
+    cr_assert_lt(fi.rto_us, 10000, "the RTO is not left backed off: %lu", (unsigned long)fi.rto_us);
+    net_free(N);
+}
+
+static uint32_t lost_seq;
+
+/* Drop the first two transmissions of packet lost_seq from A: the packet and
+ * its fast retransmission. */
+static bool drop_twice(net *N, int from, const st_pkt *p)
+{
+    return from == 0 && (p->hdr.flags & ST_F_DATA) && p->hdr.seq == lost_seq && N->counter++ < 2;
+}
+
+/* A lost retransmission has nothing "above" it to count SACKs against; only
+ * time tells (RACK). Before, it waited for the RTO — and then cwnd was 1 and
+ * everything in flight was resent. */
+Test(transport, a_lost_retransmission_is_resent_without_an_rto)
+{
+    net *N = net_new(33);
+    N->delay_us = 100;
+    uint32_t fa = connect_ab(N, NULL);
+    int sk = stream_open(N, 0, fa);
+    cr_assert_eq(send_msg(N, 0, fa, sk, 10, 0), 0);
+    cr_assert(net_run_until(N, streams_done, N->now + 100000));
+    for (uint32_t i = N->n_trace; i-- > 0;)
+        if (N->trace[i].from == 0 && (N->trace[i].flags & ST_F_DATA)) {
+            lost_seq = N->trace[i].seq + 4; /* the fourth packet from now */
+            break;
+        }
+    N->drop = drop_twice;
+    uint64_t t0 = N->now;
+    /* A message every 50 µs: packets sent after each retransmission get through. */
+    for (uint32_t k = 1; k <= 200; k++) {
+        cr_assert_eq(send_msg(N, 0, fa, sk, 100, k), 0);
+        net_run_for(N, 50);
+    }
+    cr_assert(net_run_until(N, streams_done, N->now + 1000000));
+    assert_streams_clean(N);
+    cr_assert_eq(N->counter, 3, "sent three times");
+    st_transport_stats sa = stats_of(N, 0);
+    cr_assert_eq(sa.rtos, 0, "no timeout needed");
+    cr_assert_eq(sa.tx_retransmits, 2);
+    uint64_t worst = N->s[sk].lat_max;
+    cr_assert_lt(worst, N->n[0].cfg.rto_min_us, "recovered in %lu us, inside one RTO", (unsigned long)worst);
+    cr_assert_gt(N->now, t0);
+    net_free(N);
+}
+
+/* After the RTO backed off, a successful retransmission must bring the RTO
+ * back to srtt + 4 rttvar: the next loss is then repaired in one base RTO,
+ * not after the old, doubled-many-times value. */
+Test(transport, the_rto_is_recomputed_after_a_retransmission_gets_through)
+{
+    net *N = net_new(34);
+    uint32_t fa = connect_ab(N, NULL);
+    int sk = stream_open(N, 0, fa);
+    net_run_for(N, 1000);
+    st_flow_info fi;
+    cr_assert_eq(st_transport_flow_info(N->n[0].t, fa, &fi), 0);
+    uint64_t base = fi.rto_us;
+    /* Cut for 70 ms: the linear expiries, then several doublings; then heal. */
+    N->cut[0] = true;
+    cr_assert_eq(send_msg(N, 0, fa, sk, 100, 1), 0);
+    net_run_for(N, 70000);
+    uint32_t n = 0;
+    for (uint64_t at = rto_step(&N->n[0].cfg, base, 0); at <= 70000; at += rto_step(&N->n[0].cfg, base, n))
+        n++;
+    cr_assert_eq(st_transport_flow_info(N->n[0].t, fa, &fi), 0);
+    cr_assert_eq(fi.rto_failures, n);
+    cr_assert_gt(n, N->n[0].cfg.rto_linear + 2);
+    cr_assert_eq(fi.rto_us, rto_step(&N->n[0].cfg, base, n), "backed off: %lu", (unsigned long)fi.rto_us);
+    N->cut[0] = false;
+    cr_assert(net_run_until(N, streams_done, N->now + 1000000));
+    net_run_for(N, 1000); /* the ack comes back */
+    cr_assert_eq(st_transport_flow_info(N->n[0].t, fa, &fi), 0);
+    cr_assert_eq(fi.rto_failures, 0);
+    cr_assert_eq(fi.rto_us, base, "recomputed from srtt/rttvar: %lu", (unsigned long)fi.rto_us);
+    /* The next loss: one base RTO. */
+    net_run_for(N, 1000);
+    uint32_t mark = N->n_trace;
+    N->cut[0] = true;
+    uint64_t t0 = N->now;
+    cr_assert_eq(send_msg(N, 0, fa, sk, 100, 2), 0);
+    net_run_for(N, base + 1);
+    int data = 0;
+    for (uint32_t i = mark; i < N->n_trace; i++)
+        data += N->trace[i].from == 0 && (N->trace[i].flags & ST_F_DATA);
+    cr_assert_eq(data, 2, "sent, then resent after one base RTO (%lu us)", (unsigned long)base);
+    cr_assert_leq(N->trace[N->n_trace - 1].at - t0, base);
+    N->cut[0] = false;
+    cr_assert(net_run_until(N, streams_done, N->now + 1000000));
+    assert_streams_clean(N);
+    net_free(N);
+}
+
+/* A loaded host: the peer is descheduled for stall_us and its input waits.
+ * The RTO fires although nothing was lost; the originals' acks then show it was
+ * spurious, and the window is restored. A stall of a few hundred ms is no
+ * dead peer: the flow must not reset (it did after 51 ms with 200 µs × 8). */
+static void stalled_peer(uint64_t stall_us)
+{
+    net *N = net_new(35);
+    N->delay_us = 50;
+    uint32_t fb = 0;
+    uint32_t fa = connect_ab(N, &fb);
+    int sk = stream_open(N, 0, fa);
+    /* Grow the window first. */
+    cr_assert_eq(send_msg(N, 0, fa, sk, 200 * ST_WIRE_PAYLOAD_MAX, 0), 0);
+    cr_assert(net_run_until(N, streams_done, N->now + 1000000));
+    st_flow_info before;
+    cr_assert_eq(st_transport_flow_info(N->n[0].t, fa, &before), 0);
+    cr_assert_gt(before.cwnd, N->n[0].cfg.cwnd_init);
+    N->hold_until[1] = N->now + stall_us;
+    for (uint32_t k = 1; k <= 20; k++)
+        cr_assert_eq(send_msg(N, 0, fa, sk, 100, k), 0);
+    cr_assert(net_run_until(N, streams_done, N->hold_until[1] + 100000));
+    net_run_for(N, 10000); /* the acks come back */
+    assert_streams_clean(N);
+    st_transport_stats sa = stats_of(N, 0);
+    cr_log_info("stall %lu us: %lu RTOs, %lu spurious RTOs, %lu resent, %lu undos, %lu spurious rtx", (unsigned long)stall_us,
+                (unsigned long)sa.rtos, (unsigned long)sa.spurious_rtos, (unsigned long)sa.tx_retransmits,
+                (unsigned long)sa.undos, (unsigned long)sa.spurious_retransmits);
+    cr_assert_gt(sa.rtos, 0, "the stall looked like loss");
+    cr_assert_eq(sa.spurious_rtos, 1, "and was recognised as a stall");
+    cr_assert_leq(sa.tx_retransmits, sa.rtos, "one probe per expiry, not the whole window");
+    st_flow_info after;
+    cr_assert_eq(st_transport_flow_info(N->n[0].t, fa, &after), 0);
+    cr_assert_geq(after.cwnd, before.cwnd, "window restored: %u < %u", after.cwnd, before.cwnd);
+    cr_assert_eq(after.rto_failures, 0);
+    /* No backoff left: the RTO is srtt + 4 rttvar (which now include the stall). */
+    uint64_t base = after.srtt_us + 4 * after.rttvar_us;
+    base = base > N->n[0].cfg.rto_min_us ? base : N->n[0].cfg.rto_min_us;
+    base = base < N->n[0].cfg.rto_max_us ? base : N->n[0].cfg.rto_max_us;
+    cr_assert_leq(after.rto_us, base + 8, "rto %lu, srtt %lu, rttvar %lu", (unsigned long)after.rto_us,
+                  (unsigned long)after.srtt_us, (unsigned long)after.rttvar_us);
+    cr_assert_eq(count_ev(&N->n[0], ST_EV_RESET), 0);
+    net_free(N);
+}
+
+Test(transport, a_descheduled_peer_causes_a_spurious_rto_that_is_undone)
+{
+    stalled_peer(30000);
+}
+
+Test(transport, a_peer_stalled_for_300ms_is_not_declared_dead)
+{
+    stalled_peer(300000);
 }
 
 /* ======================================================================== */
@@ -1101,18 +1405,24 @@ static uint32_t raw_accept(raw *r, uint32_t peer_id, uint32_t peer_isn, uint32_t
     return raw_accept_on(r, peer_id, peer_isn, PPORT, isn);
 }
 
-/* Active open from the transport; the test answers the SYN. */
-static uint32_t raw_connect(raw *r, uint32_t peer_id, uint32_t peer_isn, uint32_t *isn)
+/* Active open from the transport; the test answers the SYN rtt_us later. */
+static uint32_t raw_connect_rtt(raw *r, uint32_t peer_id, uint32_t peer_isn, uint32_t *isn, uint64_t rtt_us)
 {
     uint32_t id = 0;
     cr_assert_eq(st_transport_connect(r->t, IP_P, PPORT, PORT, r->now, &id), 0);
     const st_pkt *syn = raw_last(r);
     cr_assert_eq(syn->hdr.flags, ST_F_SYN);
     *isn = syn->hdr.seq;
+    r->now += rtt_us;
     st_pkt sa = raw_pkt(ST_F_SYN | ST_F_ACK, peer_id, id, peer_isn, *isn - 1);
     raw_rx(r, &sa);
     cr_assert_eq(r->ev[r->n_ev - 1].kind, ST_EV_ESTABLISHED);
     return id;
+}
+
+static uint32_t raw_connect(raw *r, uint32_t peer_id, uint32_t peer_isn, uint32_t *isn)
+{
+    return raw_connect_rtt(r, peer_id, peer_isn, isn, 0);
 }
 
 static st_pkt raw_data(uint32_t peer_id, uint32_t id, uint32_t seq, uint32_t msg_id, uint16_t idx, uint16_t cnt,
@@ -1174,17 +1484,24 @@ Test(transport, three_duplicate_acks_trigger_fast_retransmit)
 
 Test(transport, sack_holes_with_three_sacked_above_are_retransmitted)
 {
-    raw *r = raw_new(NULL);
+    st_config c;
+    st_config_default(&c);
+    c.cwnd_min = 2; /* the classic halving, without the floor */
+    raw *r = raw_new(&c);
     uint32_t isn;
-    uint32_t id = raw_connect(r, 99, 5000, &isn);
+    uint32_t id = raw_connect_rtt(r, 99, 5000, &isn, 1000);
     static uint8_t m[10 * ST_WIRE_PAYLOAD_MAX];
     cr_assert_eq(st_transport_send(r->t, id, m, sizeof(m), r->now), 0);
     int mark = r->n_out;
     /* bit i = packet ack+1+i = isn+i */
+    r->now += 900;
     st_pkt a = raw_pkt(ST_F_ACK, 99, id, 5000, isn - 1);
     a.hdr.sack = 1u << 2 | 1u << 3;
     raw_rx(r, &a);
     cr_assert_eq(r->n_out, mark, "two SACKed above: not yet lost");
+    /* Reordering gets min_rtt / 4 (the SACKs' 900 µs samples) before RACK calls it loss. */
+    cr_assert_eq(st_transport_next_tick_us(r->t), r->now + 900 / 4, "the reordering timer: %lu",
+                 (unsigned long)(st_transport_next_tick_us(r->t) - r->now));
     a.hdr.sack |= 1u << 4;
     raw_rx(r, &a);
     cr_assert_eq(count_data_seq(r, mark, isn), 1);
