@@ -79,7 +79,8 @@ static const struct {
     TP_FIELD(tx_queue_msgs),  TP_FIELD(tx_queue_bytes), TP_FIELD(tx_mem_bytes),   TP_FIELD(rx_mem_bytes),
     TP_FIELD(cwnd_init),      TP_FIELD(rto_initial_us), TP_FIELD(rto_min_us),     TP_FIELD(rto_max_us),
     TP_FIELD(max_rto_failures), TP_FIELD(ack_delay_us), TP_FIELD(ack_every),      TP_FIELD(dupthresh),
-    TP_FIELD(linger_us),      TP_FIELD(ephemeral_lo),   TP_FIELD(ephemeral_hi),
+    TP_FIELD(linger_us),      TP_FIELD(ephemeral_lo),   TP_FIELD(ephemeral_hi),   TP_FIELD(cwnd_min),
+    TP_FIELD(rto_linear),
 };
 #undef TP_FIELD
 
@@ -1154,6 +1155,9 @@ static json_t *transport_json(st_stackd *d, bool *bad)
     PUT_U64(o, &s, tx_acks, bad);
     PUT_U64(o, &s, tx_rsts, bad);
     PUT_U64(o, &s, rtos, bad);
+    PUT_U64(o, &s, spurious_rtos, bad);
+    PUT_U64(o, &s, spurious_retransmits, bad);
+    PUT_U64(o, &s, undos, bad);
     PUT_U64(o, &s, rx_bad_header, bad);
     PUT_U64(o, &s, rx_not_local, bad);
     PUT_U64(o, &s, rx_no_flow, bad);
