@@ -168,12 +168,10 @@ static int setup(simrun *r)
     const ch_scenario *sc = r->sc;
     sim_config c;
     sim_config_default(&c);
-    /* Scenario runs stay on the message model for now: under the packet model
-     * (the real transport) flaky-wan fails — one message per packet and
-     * Reno-like congestion control carry ~140 packets/s per flow over 5% loss at
-     * 40 ms RTT, below what 400 ops/s needs — as it would on the dpdk backend.
-     * Every other scenario and gate passes under SIM_NET_PACKET. */
-    c.net_model = SIM_NET_MESSAGE;
+    /* Scenario runs go through the real transport (packet level), as on the
+     * dpdk backend: the same in-order flows, retransmissions and head-of-line
+     * blocking, so both backends agree (flaky-wan shows why it matters). */
+    c.net_model = SIM_NET_PACKET;
     c.n_replicas = sc->replicas;
     c.seed = r->ctx->seed;
     c.paxos = sc->paxos;
