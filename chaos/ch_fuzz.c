@@ -23,10 +23,9 @@
  * executed state and the cluster recovers, but with durability off the
  * restarted majority forgot what it acknowledged and can elect a leader with
  * an empty log — the fault that shows amnesia (lost writes, diverging logs).
- * crash-all crashes every replica; it is not drawn unless --faults names it:
- * the WAL holds acceptor state above gle only, so after a whole-cluster crash
- * no replica has the executed state below gle and the store cannot recover
- * even with fsync (a known limit, docs/checkers.md). */
+ * crash-all crashes every replica; it is not drawn unless --faults names it
+ * (recovery rests on each replica's own checkpoint, docs/durability.md, and
+ * back-to-back whole-cluster crashes can outrun recover_within_ms). */
 enum {
     F_PARTITION, F_CUT, F_LOSS, F_DELAY, F_DUPLICATE, F_REORDER, F_CRASH, F_PAUSE, F_GC,
     F_CRASH_MAJORITY, F_CRASH_ALL, F_KINDS

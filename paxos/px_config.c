@@ -25,6 +25,8 @@ void px_config_default(px_config *c)
     c->retransmit_us = 20000;
     c->learn_max_entries = 256;
     c->client_queue_max = 10000;
+    c->checkpoint_entries = 256;
+    c->checkpoint_bytes = 0;
 }
 
 static int fail(char *err, size_t errlen, const char *msg)
@@ -58,6 +60,8 @@ int px_config_check(const px_config *c, char *err, size_t errlen)
         return fail(err, errlen, "learn_max_entries: expected 1..65536");
     if (c->client_queue_max < 1)
         return fail(err, errlen, "client_queue_max: expected >= 1");
+    if (c->checkpoint_entries < 1)
+        return fail(err, errlen, "checkpoint_entries: expected >= 1");
     return 0;
 }
 
@@ -113,6 +117,8 @@ static const param params[] = {
     P("retransmit_ms", retransmit_us, 1000),
     P("learn_max_entries", learn_max_entries, 1),
     P("client_queue_max", client_queue_max, 1),
+    P("checkpoint_entries", checkpoint_entries, 1),
+    P("checkpoint_bytes", checkpoint_bytes, 1),
 };
 #undef P
 
@@ -155,7 +161,7 @@ const char *px_event_kind_name(int k)
 {
     static const char *const names[] = {
         NULL, "role", "ballot", "election_start", "election_end", "commit", "execute",
-        "trim", "snap_send", "snap_install", "step_down", "fd_adapt", "gle",
+        "trim", "snap_send", "snap_install", "step_down", "fd_adapt", "gle", "checkpoint",
     };
     return k >= 1 && k <= PX_EV_KIND_MAX ? names[k] : "unknown";
 }

@@ -430,6 +430,7 @@ void px_kv_free(px_kv *kv)
 }
 
 uint64_t px_kv_applied_index(const px_kv *kv) { return kv->applied; }
+bool px_kv_broken(const px_kv *kv) { return kv->broken; }
 uint64_t px_kv_digest(const px_kv *kv) { return kv->digest; }
 size_t px_kv_key_count(const px_kv *kv) { return kv->data.count; }
 

@@ -92,6 +92,9 @@ int px_kv_apply(px_kv *kv, uint64_t index, const uint8_t *batch, size_t len,
                 px_result_fn on_result, void *ctx);
 
 uint64_t px_kv_applied_index(const px_kv *kv);
+/* An allocation failed mid-command: the state is no longer the log's (only an
+ * image install repairs it), so it must not be imaged. */
+bool px_kv_broken(const px_kv *kv);
 /* Rolling digest over (index, batch bytes) of every applied entry. */
 uint64_t px_kv_digest(const px_kv *kv);
 size_t px_kv_key_count(const px_kv *kv);

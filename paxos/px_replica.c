@@ -47,6 +47,14 @@ struct px_replica {
     px_kv *kv;
     bool needs_snapshot;
 
+    /* Durability of the state machine (docs/durability.md): the WAL is trimmed
+     * to min(gle, ckpt_index), never past the newest checkpoint. */
+    uint64_t ckpt_index;     /* newest checkpoint handed to storage */
+    uint64_t ckpt_tried;     /* last_executed at the last attempt (failures back off) */
+    uint64_t exec_bytes;     /* log bytes executed, in all */
+    uint64_t ckpt_exec_bytes; /* exec_bytes when the newest image was taken */
+    uint64_t wal_trimmed;    /* trim point handed to storage */
+
     /* failure detector */
     uint64_t heard_leader_us;
     uint64_t timeout_us;     /* current randomized election timeout */
@@ -203,7 +211,67 @@ static slot *slot_set(px_replica *r, uint64_t index, uint64_t ballot, const uint
     return s;
 }
 
-/* Forget everything at or below upto (executed everywhere), WAL included. */
+/* ---------- durability of the state machine ---------- */
+
+/* Durability off keeps nothing, so there is no image to write or to wait for
+ * before trimming (and encoding one would be wasted work). */
+static bool keeps_nothing(const px_replica *r)
+{
+    return r->env.storage->policy == PX_DURABILITY_OFF;
+}
+
+/* Hand storage the image at index. A failure is not fatal: the WAL just keeps
+ * everything above the previous checkpoint until a later attempt succeeds. */
+static void store_checkpoint(px_replica *r, uint64_t index, const uint8_t *img, size_t len)
+{
+    if (keeps_nothing(r))
+        return;
+    r->ckpt_tried = index;
+    if (px_storage_checkpoint(r->env.storage, index, img, len) < 0)
+        return;
+    r->ckpt_index = index;
+    r->ckpt_exec_bytes = r->exec_bytes;
+    r->dirty = true;
+    emit(r, PX_EV_CHECKPOINT, index, len, 0);
+}
+
+/* Lightweight compaction trims to gle with no snapshots; what it gives up is
+ * the state below gle, which lives only in memory. Write it out once gle is
+ * checkpoint_entries past the last image (and checkpoint_bytes of log were
+ * executed since): trims stay cheap (no image on most), the WAL stays short,
+ * and a whole-cluster crash still recovers. */
+static void maybe_checkpoint(px_replica *r, uint64_t upto)
+{
+    uint64_t every = r->cfg.checkpoint_entries;
+    if (keeps_nothing(r) || upto < r->ckpt_index + every || r->last_executed < r->ckpt_tried + every)
+        return;
+    if (r->exec_bytes - r->ckpt_exec_bytes < r->cfg.checkpoint_bytes)
+        return;
+    /* An image that is not the state at last_executed would be a lie on disk. */
+    if (px_kv_broken(r->kv) || px_kv_applied_index(r->kv) != r->last_executed)
+        return;
+    uint8_t *img;
+    size_t len;
+    if (px_kv_image_encode(r->kv, &img, &len) < 0)
+        return;
+    store_checkpoint(r, r->last_executed, img, len);
+    free(img);
+}
+
+/* The WAL forgets only what the newest checkpoint covers. */
+static void wal_trim(px_replica *r, uint64_t upto)
+{
+    if (upto > r->ckpt_index && !keeps_nothing(r))
+        upto = r->ckpt_index;
+    if (upto <= r->wal_trimmed)
+        return;
+    px_storage_trim(r->env.storage, upto);
+    r->wal_trimmed = upto;
+    r->dirty = true;
+}
+
+/* Forget everything at or below upto (executed everywhere); the WAL follows
+ * as far as a checkpoint allows. */
 static void log_trim(px_replica *r, uint64_t upto)
 {
     if (upto > r->last_executed)
@@ -215,8 +283,8 @@ static void log_trim(px_replica *r, uint64_t upto)
     r->base = upto;
     if (r->end < upto)
         r->end = upto;
-    px_storage_trim(r->env.storage, upto);
-    r->dirty = true;
+    maybe_checkpoint(r, upto);
+    wal_trim(r, upto);
     emit(r, PX_EV_TRIM, upto, r->end - r->base, 0);
 }
 
@@ -377,6 +445,7 @@ static void execute_ready(px_replica *r)
             break;
         uint64_t index = r->last_executed + 1;
         px_kv_apply(r->kv, index, s->value, s->len, on_result, r);
+        r->exec_bytes += s->len;
         s->state = SLOT_EXECUTED;
         r->last_executed = index;
         emit(r, PX_EV_EXECUTE, index, px_hash64(0, s->value, s->len), px_kv_digest(r->kv));
@@ -497,7 +566,7 @@ static void update_gle(px_replica *r)
 
 static void send_snapshot(px_replica *r, uint16_t peer)
 {
-    if (peer >= PX_MAX_REPLICAS || r->needs_snapshot)
+    if (peer >= PX_MAX_REPLICAS || r->needs_snapshot || px_kv_broken(r->kv))
         return;
     uint64_t gap = 10 * (uint64_t)r->cfg.retransmit_us; /* images are big: not on every reply */
     if (r->snap_sent_us[peer] && r->now < r->snap_sent_us[peer] + gap)
@@ -917,6 +986,8 @@ static void on_snap(px_replica *r, const px_msg *m)
         return;
     r->last_executed = m->u.snap.index;
     r->needs_snapshot = false;
+    /* The image is in hand: keep it, or a crash would need another transfer. */
+    store_checkpoint(r, r->last_executed, m->u.snap.image.data, m->u.snap.image.len);
     log_trim(r, r->last_executed);
     emit(r, PX_EV_SNAP_INSTALL, r->last_executed, m->from, px_kv_digest(r->kv));
     execute_ready(r);
@@ -957,24 +1028,48 @@ static void on_client_req(px_replica *r, const px_msg *m)
 
 /* ---------- public API ---------- */
 
+/* Resume execution from the checkpoint when it reaches the WAL's trim point (a
+ * checkpoint older than that — its successor was torn — leaves a gap). false:
+ * no usable checkpoint, the KV is empty. */
+static bool install_checkpoint(px_replica *r, const px_storage_state *st)
+{
+    if (!st->ckpt_image || st->ckpt_index < st->trimmed)
+        return false;
+    if (px_kv_image_install(r->kv, st->ckpt_image, st->ckpt_len) < 0)
+        return false;
+    if (px_kv_applied_index(r->kv) != st->ckpt_index) {
+        /* Storage and image disagree on the index: trust neither. */
+        px_kv *fresh = px_kv_new();
+        if (fresh) {
+            px_kv_free(r->kv);
+            r->kv = fresh;
+        }
+        return false;
+    }
+    r->ckpt_index = r->ckpt_tried = st->ckpt_index;
+    r->last_executed = st->ckpt_index;
+    return true;
+}
+
 static bool load_storage(px_replica *r)
 {
     px_storage_state st = {0};
     if (px_storage_load(r->env.storage, &st) < 0)
         return true; /* unreadable storage = amnesia; the run shows what it costs */
     r->ballot = st.promised;
-    r->base = r->end = st.trimmed;
-    r->gle = st.trimmed;
+    r->gle = r->wal_trimmed = st.trimmed;
     r->last_executed = 0;
-    r->needs_snapshot = st.trimmed > 0; /* the KV below the trim point is gone */
+    bool resumed = install_checkpoint(r, &st);
+    r->base = r->end = resumed ? st.ckpt_index : st.trimmed;
+    /* Without an image the KV below the trim point is gone: a peer must send it. */
+    r->needs_snapshot = r->base > r->last_executed;
     bool ok = true;
     for (size_t i = 0; i < st.n_entries && ok; i++) {
         const px_stored_entry *e = &st.entries[i];
-        ok = slot_set(r, e->index, e->ballot, e->value, e->len, SLOT_IN_PROGRESS) != NULL;
+        if (e->index > r->base) /* at or below: inside the checkpoint */
+            ok = slot_set(r, e->index, e->ballot, e->value, e->len, SLOT_IN_PROGRESS) != NULL;
     }
     px_storage_state_release(&st);
-    if (r->needs_snapshot)
-        r->last_executed = 0;
     return ok;
 }
 
@@ -1133,6 +1228,7 @@ void px_replica_status(const px_replica *r, px_status *out)
     out->heartbeat_us = (uint32_t)heartbeat_us(r);
     out->election_timeout_us = (uint32_t)r->timeout_us;
     out->needs_snapshot = r->needs_snapshot;
+    out->checkpoint_index = r->ckpt_index;
     out->pending_cmds = r->batch.count;
 }
 

@@ -15,7 +15,10 @@
  *    pipelined);
  *  - COMMIT doubles as the heartbeat, carrying the leader's last_executed and the
  *    global last executed (gle = min last_executed of all replicas, advanced only
- *    when every peer has reported); every replica trims its log and WAL to gle;
+ *    when every peer has reported); every replica trims its log to gle, and its
+ *    WAL to min(gle, its last checkpoint): every checkpoint_entries entries it
+ *    writes the KV image with sessions to storage, so a replica — or a whole
+ *    cluster — restarts from its own checkpoint plus WAL;
  *  - a replica behind the trimmed point (or restarted without state) gets a state
  *    transfer: KV image + sessions;
  *  - failure detector policies: naive, mpmc (adaptive interval), quorum (mpmc +
@@ -66,6 +69,12 @@ typedef struct px_config {
     uint32_t retransmit_us;          /* resend accepts / prepares not answered */
     uint32_t learn_max_entries;      /* per LEARN message to a lagging follower */
     uint32_t client_queue_max;       /* pending client commands at the leader */
+    /* Durability of the state machine: once gle is checkpoint_entries past the
+     * last checkpoint and checkpoint_bytes of log were executed since, write
+     * the KV image to storage; the WAL is never trimmed past it. Larger =
+     * fewer images, longer WAL (docs/durability.md). */
+    uint32_t checkpoint_entries;
+    uint32_t checkpoint_bytes;
 } px_config;
 
 void px_config_default(px_config *c);
@@ -98,7 +107,8 @@ typedef enum px_event_kind {
     PX_EV_STEP_DOWN,         /* a = px_step_down_reason */
     PX_EV_FD_ADAPT,          /* a = new heartbeat µs, b = new election timeout max µs */
     PX_EV_GLE,               /* index = new gle */
-    PX_EV_KIND_MAX = PX_EV_GLE
+    PX_EV_CHECKPOINT,        /* index = checkpoint written to storage; a = image bytes */
+    PX_EV_KIND_MAX = PX_EV_CHECKPOINT
 } px_event_kind;
 const char *px_event_kind_name(int k);
 
@@ -140,7 +150,8 @@ typedef struct px_status {
     uint64_t digest;
     uint32_t heartbeat_us;    /* current (adapted) commit interval */
     uint32_t election_timeout_us;
-    bool needs_snapshot;      /* restarted or behind the trimmed point */
+    bool needs_snapshot;      /* behind the trimmed point, or restarted without a usable checkpoint */
+    uint64_t checkpoint_index; /* newest checkpoint written or recovered (0: none) */
     uint64_t pending_cmds;    /* leader: client commands not yet proposed */
 } px_status;
 

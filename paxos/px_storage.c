@@ -9,7 +9,14 @@
  *   PROMISE payload: ballot u64
  *   ACCEPT  payload: index u64, ballot u64, len u32, value[len]
  *   TRIM    payload: upto u64
- * All integers little-endian. */
+ * All integers little-endian.
+ *
+ * Checkpoint file (path.ckpt, path.ckpt.prev):
+ *   "RFCK" | u32 crc32c(rest) | u64 index | u64 image length | image
+ * written whole to path.ckpt.tmp, then path.ckpt -> path.ckpt.prev and
+ * path.ckpt.tmp -> path.ckpt (both renames atomic). A crash between the two
+ * renames leaves the newest complete checkpoint in .prev, and load() takes the
+ * highest intact index of the two, so there is always one to fall back on. */
 #include "px_storage.h"
 
 #include <assert.h>
@@ -29,6 +36,10 @@ enum { PX_REC_PROMISE = 1, PX_REC_ACCEPT = 2, PX_REC_TRIM = 3 };
 #define PX_VALUE_MAX (64u << 20)              /* a larger value is a bug, not a command */
 #define PX_WAL_BUF_MAX (1u << 20)             /* write early past this: memory stays bounded */
 #define PX_WAL_COMPACT_MIN ((uint64_t)1 << 20) /* below this a rewrite is not worth it */
+#define PX_CKPT_HEADER 24u                    /* magic + crc + index + length */
+#define PX_CKPT_MAX ((size_t)1 << 30)         /* a larger image is a bug, not a KV store */
+
+static const uint8_t ckpt_magic[4] = { 'R', 'F', 'C', 'K' };
 
 /* ------------------------------------------------------------------ policy */
 
@@ -61,7 +72,42 @@ void px_storage_state_release(px_storage_state *s)
     for (size_t i = 0; i < s->n_entries; i++)
         free(s->entries[i].value);
     free(s->entries);
+    free(s->ckpt_image);
     memset(s, 0, sizeof *s);
+}
+
+/* ------------------------------------------------------------------ checkpoints
+ * One image of the state machine at an index; image == NULL: none. */
+
+typedef struct px_ckpt {
+    uint64_t index;
+    uint8_t *image;
+    size_t len;
+} px_ckpt;
+
+static void ckpt_clear(px_ckpt *c)
+{
+    free(c->image);
+    memset(c, 0, sizeof *c);
+}
+
+/* Move src over dst when it is at least as new (a later one wins a tie). */
+static void ckpt_take(px_ckpt *dst, px_ckpt *src)
+{
+    if (!src->image)
+        return;
+    if (!dst->image || src->index >= dst->index) {
+        ckpt_clear(dst);
+        *dst = *src;
+    } else {
+        free(src->image);
+    }
+    memset(src, 0, sizeof *src);
+}
+
+static int ckpt_check_args(const uint8_t *image, size_t len)
+{
+    return (!image || len == 0 || len > PX_CKPT_MAX) ? -EINVAL : 0;
 }
 
 /* ------------------------------------------------------------------ level
@@ -248,13 +294,19 @@ static void crc_init(void)
     }
 }
 
-static uint32_t crc32c(const uint8_t *p, size_t n)
+/* Continue crc over more bytes: crc32c_extend(crc32c(a), b) == crc32c(a || b). */
+static uint32_t crc32c_extend(uint32_t crc, const uint8_t *p, size_t n)
 {
     pthread_once(&crc_once, crc_init);
-    uint32_t c = ~0u;
+    uint32_t c = ~crc;
     while (n--)
         c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
     return ~c;
+}
+
+static uint32_t crc32c(const uint8_t *p, size_t n)
+{
+    return crc32c_extend(0, p, n);
 }
 
 /* ------------------------------------------------------------------ encoding */
@@ -464,6 +516,7 @@ typedef struct px_file {
     px_storage base;
     int fd;                  /* O_APPEND */
     char *path, *tmp_path;
+    char *ckpt, *ckpt_prev, *ckpt_tmp; /* checkpoint files beside the WAL */
     px_buf pending;          /* records not yet write()n */
     bool unsynced;           /* written since the last fdatasync */
     uint64_t file_bytes;     /* intact bytes in the file */
@@ -625,6 +678,94 @@ static int file_flush(px_storage *s)
     return 0;
 }
 
+/* Write the image to ckpt_tmp, then rotate it in: .ckpt -> .ckpt.prev,
+ * .ckpt.tmp -> .ckpt. Under fsync the data is synced before the first rename
+ * and the directory after the second, so the checkpoint is durable before the
+ * caller queues the trim it allows. */
+static int file_checkpoint(px_storage *s, uint64_t index, const uint8_t *image, size_t len)
+{
+    px_file *f = file_of(s);
+    int rc = ckpt_check_args(image, len);
+    if (rc || s->policy == PX_DURABILITY_OFF)
+        return rc;
+    uint8_t h[PX_CKPT_HEADER];
+    memcpy(h, ckpt_magic, sizeof ckpt_magic);
+    put_u64(h + 8, index);
+    put_u64(h + 16, (uint64_t)len);
+    put_u32(h + 4, crc32c_extend(crc32c(h + 8, PX_CKPT_HEADER - 8), image, len));
+    int fd = open(f->ckpt_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    rc = fd < 0 ? -errno : 0;
+    if (!rc)
+        rc = write_all(fd, h, sizeof h);
+    if (!rc)
+        rc = write_all(fd, image, len);
+    if (!rc && s->policy == PX_DURABILITY_FSYNC && fdatasync(fd))
+        rc = -errno;
+    if (fd >= 0 && close(fd) && !rc)
+        rc = -errno;
+    /* The first checkpoint has nothing to rotate out. */
+    if (!rc && rename(f->ckpt, f->ckpt_prev) && errno != ENOENT)
+        rc = -errno;
+    if (!rc && rename(f->ckpt_tmp, f->ckpt))
+        rc = -errno;
+    if (rc) {
+        unlink(f->ckpt_tmp);
+        return rc;
+    }
+    return s->policy == PX_DURABILITY_FSYNC ? fsync_dir(f->ckpt) : 0;
+}
+
+/* One checkpoint file into out (out->image == NULL when it is missing, torn or
+ * corrupt: the caller falls back on the other one). Only -ENOMEM is an error. */
+static int ckpt_read(const char *path, px_ckpt *out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    uint8_t *data;
+    size_t n;
+    int rc = read_all(fd, &data, &n);
+    close(fd);
+    if (rc)
+        return rc == -ENOMEM ? rc : 0;
+    bool ok = n > PX_CKPT_HEADER && memcmp(data, ckpt_magic, sizeof ckpt_magic) == 0 &&
+              get_u64(data + 16) == n - PX_CKPT_HEADER && crc32c(data + 8, n - 8) == get_u32(data + 4);
+    if (ok) {
+        out->len = n - PX_CKPT_HEADER;
+        out->image = malloc(out->len);
+        if (!out->image) {
+            free(data);
+            return -ENOMEM;
+        }
+        memcpy(out->image, data + PX_CKPT_HEADER, out->len);
+        out->index = get_u64(data + 8);
+    }
+    free(data);
+    return 0;
+}
+
+/* The newest intact checkpoint of the two (.ckpt wins a tie). */
+static int file_load_ckpt(px_file *f, px_storage_state *out)
+{
+    px_ckpt cur, prev;
+    int rc = ckpt_read(f->ckpt, &cur);
+    if (rc)
+        return rc;
+    rc = ckpt_read(f->ckpt_prev, &prev);
+    if (rc) {
+        ckpt_clear(&cur);
+        return rc;
+    }
+    px_ckpt best = { 0 };
+    ckpt_take(&best, &prev);
+    ckpt_take(&best, &cur);
+    out->ckpt_index = best.index;
+    out->ckpt_image = best.image;
+    out->ckpt_len = best.len;
+    return 0;
+}
+
 static int file_load(px_storage *s, px_storage_state *out)
 {
     px_file *f = file_of(s);
@@ -634,8 +775,12 @@ static int file_load(px_storage *s, px_storage_state *out)
     px_level l = { 0 };
     int rc = file_recover(f, &l);
     if (!rc)
+        rc = file_load_ckpt(f, out);
+    if (!rc)
         level_export(&l, out);
     level_release(&l);
+    if (rc)
+        px_storage_state_release(out);
     return rc;
 }
 
@@ -646,6 +791,9 @@ static void file_free(px_file *f)
     free(f->pending.p);
     free(f->path);
     free(f->tmp_path);
+    free(f->ckpt);
+    free(f->ckpt_prev);
+    free(f->ckpt_tmp);
     free(f);
 }
 
@@ -662,6 +810,7 @@ static const px_storage_ops file_ops = {
     .promise = file_promise,
     .accept = file_accept,
     .trim = file_trim,
+    .checkpoint = file_checkpoint,
     .flush = file_flush,
     .load = file_load,
     .close = file_close,
@@ -673,24 +822,41 @@ static void set_err(char *err, size_t errlen, const char *what, const char *path
         snprintf(err, errlen, "%s %s: %s", what, path, strerror(-rc));
 }
 
+static char *path_with(const char *path, const char *suffix)
+{
+    size_t n = strlen(path) + strlen(suffix) + 1;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s%s", path, suffix);
+    return p;
+}
+
 px_storage *px_storage_file_open(const char *path, px_durability policy, char *err, size_t errlen)
 {
     px_file *f = calloc(1, sizeof *f);
-    size_t plen = strlen(path);
     if (f) {
         f->fd = -1;
         f->path = strdup(path);
-        f->tmp_path = malloc(plen + 5);
+        f->tmp_path = path_with(path, ".tmp");
+        f->ckpt = path_with(path, ".ckpt");
+        f->ckpt_prev = path_with(path, ".ckpt.prev");
+        f->ckpt_tmp = path_with(path, ".ckpt.tmp");
     }
-    if (!f || !f->path || !f->tmp_path) {
+    if (!f || !f->path || !f->tmp_path || !f->ckpt || !f->ckpt_prev || !f->ckpt_tmp) {
         set_err(err, errlen, "open", path, -ENOMEM);
         if (f)
             file_free(f);
         return NULL;
     }
-    snprintf(f->tmp_path, plen + 5, "%s.tmp", path);
     f->base = (px_storage){ .ops = &file_ops, .policy = policy };
     f->compact_check = PX_WAL_COMPACT_MIN;
+    /* A half-written checkpoint never counts; off keeps no checkpoint either (an
+     * old one would bring back a state machine this run never had). */
+    unlink(f->ckpt_tmp);
+    if (policy == PX_DURABILITY_OFF) {
+        unlink(f->ckpt);
+        unlink(f->ckpt_prev);
+    }
     /* off keeps nothing: an old WAL would resurrect stale promises in a later run. */
     int flags = O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | (policy == PX_DURABILITY_OFF ? O_TRUNC : 0);
     f->fd = open(path, flags, 0644);
@@ -718,11 +884,13 @@ px_storage *px_storage_file_open(const char *path, px_durability policy, char *e
  * not the disk) and pending (still in the process). A record moves down a level
  * only with everything else in its batch, so a trim marker and the entries it
  * removed always share a fate: dropping durable entries on a trim a crash could
- * still lose would lose data without a marker saying so. */
+ * still lose would lose data without a marker saying so. A checkpoint rides in
+ * the same batches, so it is never lost while a trim queued after it survives. */
 
 typedef struct px_mem {
     px_storage base;
     px_level durable, written, pending;
+    px_ckpt ck_durable, ck_written, ck_pending;
 } px_mem;
 
 static px_mem *mem_of(px_storage *s)
@@ -768,14 +936,51 @@ static int mem_trim(px_storage *s, uint64_t upto)
     return 0;
 }
 
+static int mem_checkpoint(px_storage *s, uint64_t index, const uint8_t *image, size_t len)
+{
+    int rc = ckpt_check_args(image, len);
+    if (rc || s->policy == PX_DURABILITY_OFF)
+        return rc;
+    px_ckpt c = { .index = index, .image = malloc(len), .len = len };
+    if (!c.image)
+        return -ENOMEM;
+    memcpy(c.image, image, len);
+    ckpt_take(&mem_of(s)->ck_pending, &c);
+    return 0;
+}
+
 static int mem_flush(px_storage *s)
 {
     px_mem *m = mem_of(s);
+    int rc = 0;
     switch (s->policy) {
-    case PX_DURABILITY_FSYNC: return level_merge(&m->durable, &m->pending);
-    case PX_DURABILITY_WRITE: return level_merge(&m->written, &m->pending);
+    case PX_DURABILITY_FSYNC:
+        if (!(rc = level_merge(&m->durable, &m->pending)))
+            ckpt_take(&m->ck_durable, &m->ck_pending);
+        break;
+    case PX_DURABILITY_WRITE:
+        if (!(rc = level_merge(&m->written, &m->pending)))
+            ckpt_take(&m->ck_written, &m->ck_pending);
+        break;
     case PX_DURABILITY_OFF: break;
     }
+    return rc;
+}
+
+/* A copy of the newest checkpoint that survived into out. */
+static int mem_load_ckpt(const px_mem *m, px_storage_state *out)
+{
+    const px_ckpt *c = &m->ck_durable;
+    if (m->ck_written.image && (!c->image || m->ck_written.index >= c->index))
+        c = &m->ck_written;
+    if (!c->image)
+        return 0;
+    out->ckpt_image = malloc(c->len);
+    if (!out->ckpt_image)
+        return -ENOMEM;
+    memcpy(out->ckpt_image, c->image, c->len);
+    out->ckpt_len = c->len;
+    out->ckpt_index = c->index;
     return 0;
 }
 
@@ -788,6 +993,8 @@ static int mem_load(px_storage *s, px_storage_state *out)
         rc = level_copy_over(&l, &m->written);
     memset(out, 0, sizeof *out);
     if (!rc)
+        rc = mem_load_ckpt(m, out);
+    if (!rc)
         level_export(&l, out);
     level_release(&l);
     return rc;
@@ -799,6 +1006,9 @@ static void mem_close(px_storage *s)
     level_release(&m->durable);
     level_release(&m->written);
     level_release(&m->pending);
+    ckpt_clear(&m->ck_durable);
+    ckpt_clear(&m->ck_written);
+    ckpt_clear(&m->ck_pending);
     free(m);
 }
 
@@ -806,6 +1016,7 @@ static const px_storage_ops mem_ops = {
     .promise = mem_promise,
     .accept = mem_accept,
     .trim = mem_trim,
+    .checkpoint = mem_checkpoint,
     .flush = mem_flush,
     .load = mem_load,
     .close = mem_close,
@@ -825,13 +1036,17 @@ void px_storage_mem_crash(px_storage *s, bool power_loss)
     assert(s->ops == &mem_ops);
     px_mem *m = mem_of(s);
     level_clear(&m->pending);
-    if (power_loss)
+    ckpt_clear(&m->ck_pending);
+    if (power_loss) {
         level_clear(&m->written);
+        ckpt_clear(&m->ck_written);
+    }
 }
 
 size_t px_storage_mem_record_count(const px_storage *s)
 {
     assert(s->ops == &mem_ops);
     const px_mem *m = (const px_mem *)s;
-    return level_records(&m->durable) + level_records(&m->written) + level_records(&m->pending);
+    return level_records(&m->durable) + level_records(&m->written) + level_records(&m->pending) +
+           (m->ck_durable.image != NULL) + (m->ck_written.image != NULL) + (m->ck_pending.image != NULL);
 }

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,8 @@ typedef struct harness {
     int adapts;
     int trims;
     int elections;
+    int checkpoints[PX_MAX_REPLICAS];
+    int snap_installs[PX_MAX_REPLICAS];
     uint64_t exec_hash[PX_MAX_REPLICAS][4096];
     uint64_t replies_ok;
     px_msg last_reply;
@@ -73,6 +76,8 @@ static void on_event(void *ctx, const px_event *e)
     case PX_EV_FD_ADAPT: H.adapts++; break;
     case PX_EV_TRIM: H.trims++; break;
     case PX_EV_ELECTION_START: H.elections++; break;
+    case PX_EV_CHECKPOINT: H.checkpoints[e->replica]++; break;
+    case PX_EV_SNAP_INSTALL: H.snap_installs[e->replica]++; break;
     case PX_EV_EXECUTE:
         if (e->index < 4096) {
             uint64_t *slot = &H.exec_hash[e->replica][e->index];
@@ -120,6 +125,7 @@ static void teardown_cluster(void)
     for (int i = 0; i < H.n_captured; i++)
         free(H.captured_buf[i]);
     H.n_captured = 0;
+    H.n = 0; /* a test may tear down early: the fixture's teardown is then a no-op */
 }
 
 /* Deliver every queued message (and what they cause). */
@@ -408,9 +414,27 @@ Test(replica, mpmc_calm_resets_the_interval)
     }
 }
 
+static void set_all(const char *name, const char *value)
+{
+    for (int i = 0; i < H.n; i++)
+        cr_assert_eq(px_replica_set_param(H.r[i], name, value), 0, "%s=%s", name, value);
+    cr_assert_eq(px_config_set(&H.cfg, name, value), 0); /* restarts take it too */
+}
+
+/* What storage i would recover: trimmed never passes the newest checkpoint. */
+static px_storage_state stored(int i)
+{
+    px_storage_state st;
+    cr_assert_eq(px_storage_load(H.st[i], &st), 0);
+    cr_assert_geq(st.ckpt_index, st.trimmed, "r%d: WAL trimmed to %lu past its checkpoint at %lu", i,
+                  (unsigned long)st.trimmed, (unsigned long)st.ckpt_index);
+    return st;
+}
+
 Test(replica, log_is_trimmed_to_gle_when_all_report)
 {
     setup_cluster(3, PX_FD_QUORUM);
+    set_all("checkpoint_entries", "100");
     run_ms(500);
     int l = leader();
     for (uint64_t seq = 1; seq <= 500; seq++) {
@@ -424,8 +448,55 @@ Test(replica, log_is_trimmed_to_gle_when_all_report)
         px_replica_status(H.r[i], &s);
         cr_assert_eq(s.last_executed, 500);
         cr_assert_lt(s.log_entries, 100, "replica %d holds %lu entries", i, (unsigned long)s.log_entries);
+        /* The WAL keeps what lies above the last checkpoint: < 100 entries behind gle. */
         cr_assert_lt(px_storage_mem_record_count(H.st[i]), 200, "the WAL is truncated too");
+        cr_assert_gt(s.checkpoint_index, 300);
+        /* Trims stay cheap: an image every 100 entries, not on every trim. */
+        cr_assert_geq(H.checkpoints[i], 3);
+        cr_assert_leq(H.checkpoints[i], 5, "replica %d wrote %d images", i, H.checkpoints[i]);
+        px_storage_state st = stored(i);
+        cr_assert_eq(st.ckpt_index, s.checkpoint_index);
+        cr_assert_gt(st.trimmed, 0);
+        px_storage_state_release(&st);
     }
+    int images = H.checkpoints[0] + H.checkpoints[1] + H.checkpoints[2];
+    cr_assert_geq(H.trims, 2 * images, "%d trims, %d images: not one on every trim", H.trims, images);
+}
+
+/* checkpoint_bytes spaces images by log volume as well as by entries. */
+static int images_for(const char *bytes)
+{
+    setup_cluster(3, PX_FD_QUORUM);
+    set_all("checkpoint_entries", "10");
+    set_all("checkpoint_bytes", bytes);
+    run_ms(500);
+    int l = leader();
+    char v[101];
+    memset(v, 'x', 100);
+    v[100] = 0;
+    for (uint64_t seq = 1; seq <= 300; seq++) {
+        client_send(l, PX_OP_PUT, 7, seq, "k", v);
+        run_ms(5); /* ~10 entries per heartbeat, so per gle step */
+    }
+    run_ms(300);
+    px_status s;
+    px_replica_status(H.r[l], &s);
+    cr_assert_eq(s.last_executed, 300);
+    px_storage_state st = stored(l);
+    cr_assert_gt(st.trimmed, 0);
+    px_storage_state_release(&st);
+    int n = H.checkpoints[l];
+    teardown_cluster();
+    return n;
+}
+
+Test(replica, checkpoint_bytes_spaces_images)
+{
+    int by_entries = images_for("0");
+    int by_bytes = images_for("10000"); /* ~80 commands of ~120 bytes */
+    cr_assert_geq(by_entries, 15, "every ~10 entries: %d images", by_entries);
+    cr_assert_geq(by_bytes, 2);
+    cr_assert_leq(by_bytes, 5, "every ~10000 bytes: %d images", by_bytes);
 }
 
 Test(replica, compaction_stalls_while_a_peer_is_silent)
@@ -454,7 +525,46 @@ Test(replica, compaction_stalls_while_a_peer_is_silent)
     cr_assert_eq(d.last_executed, 300);
 }
 
-Test(replica, restarted_replica_gets_state_transfer)
+static px_bytes lookup(int i, const char *key)
+{
+    px_bytes v = {0};
+    cr_assert(px_kv_lookup(px_replica_kv(H.r[i]), (const uint8_t *)key, strlen(key), &v), "r%d lacks %s", i, key);
+    return v;
+}
+
+/* A power loss after compaction: the replica comes back from its own
+ * checkpoint plus WAL and catches up from there, no state transfer. */
+Test(replica, restarted_replica_resumes_from_its_checkpoint)
+{
+    setup_cluster(3, PX_FD_QUORUM);
+    set_all("checkpoint_entries", "50");
+    run_ms(500);
+    int l = leader(), v = (l + 1) % 3;
+    for (uint64_t seq = 1; seq <= 200; seq++) {
+        client_send(l, PX_OP_APPEND, 7, seq, "k", "z");
+        run_ms(1);
+    }
+    run_ms(300);
+    px_replica_free(H.r[v]);
+    px_storage_mem_crash(H.st[v], true);
+    H.r[v] = start(v);
+    px_status s;
+    px_replica_status(H.r[v], &s);
+    cr_assert(!s.needs_snapshot, "its checkpoint covers its WAL's trim point");
+    cr_assert_gt(s.checkpoint_index, 100);
+    cr_assert_eq(s.last_executed, s.checkpoint_index);
+    cr_assert_eq(s.log_base, s.checkpoint_index);
+    cr_assert_gt(lookup(v, "k").len, 0, "the KV came back with it");
+    run_ms(1000);
+    px_replica_status(H.r[v], &s);
+    cr_assert_eq(s.last_executed, 200);
+    cr_assert_eq(lookup(v, "k").len, 200);
+    cr_assert_eq(H.snap_installs[v], 0);
+}
+
+/* A replica whose storage is gone (a new disk) gets an image from a peer,
+ * keeps it as its checkpoint, and the next crash needs no transfer. */
+Test(replica, replica_without_storage_gets_state_transfer_and_keeps_it)
 {
     setup_cluster(3, PX_FD_QUORUM);
     run_ms(500);
@@ -465,18 +575,135 @@ Test(replica, restarted_replica_gets_state_transfer)
     }
     run_ms(300);
     px_replica_free(H.r[v]);
-    px_storage_mem_crash(H.st[v], false);
+    px_storage_close(H.st[v]);
+    H.st[v] = px_storage_mem_new(PX_DURABILITY_FSYNC);
     H.r[v] = start(v);
+    run_ms(1000);
     px_status s;
     px_replica_status(H.r[v], &s);
-    cr_assert(s.needs_snapshot, "its WAL was trimmed: the KV below must come from a peer");
-    run_ms(1000);
-    px_replica_status(H.r[v], &s);
+    cr_assert_gt(H.snap_installs[v], 0, "the peers trimmed what it lacks: only an image helps");
     cr_assert(!s.needs_snapshot);
     cr_assert_eq(s.last_executed, 200);
-    px_bytes val;
-    cr_assert(px_kv_lookup(px_replica_kv(H.r[v]), (const uint8_t *)"k", 1, &val));
-    cr_assert_eq(val.len, 200);
+    cr_assert_eq(lookup(v, "k").len, 200);
+    cr_assert_gt(s.checkpoint_index, 0, "the image was kept");
+    int installs = H.snap_installs[v];
+
+    px_replica_free(H.r[v]);
+    px_storage_mem_crash(H.st[v], true);
+    H.r[v] = start(v);
+    px_replica_status(H.r[v], &s);
+    cr_assert(!s.needs_snapshot);
+    cr_assert_gt(s.last_executed, 0);
+    run_ms(500);
+    px_replica_status(H.r[v], &s);
+    cr_assert_eq(s.last_executed, 200);
+    cr_assert_eq(H.snap_installs[v], installs, "no second transfer");
+}
+
+/* Every replica loses power after the logs and WALs were trimmed: they all
+ * come back from their checkpoints, elect a leader, keep every write and
+ * serve new ones. */
+Test(replica, whole_cluster_crash_recovers)
+{
+    setup_cluster(3, PX_FD_QUORUM);
+    set_all("checkpoint_entries", "50");
+    run_ms(500);
+    int l = leader();
+    for (uint64_t seq = 1; seq <= 300; seq++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%lu", (unsigned long)seq);
+        client_send(l, PX_OP_PUT, 7, seq, key, "v");
+        run_ms(1);
+    }
+    run_ms(300);
+    for (int i = 0; i < 3; i++) {
+        px_storage_state st = stored(i);
+        cr_assert_gt(st.trimmed, 0, "r%d trimmed its WAL", i);
+        px_storage_state_release(&st);
+    }
+    for (int i = 0; i < 3; i++) {
+        px_replica_free(H.r[i]);
+        H.r[i] = NULL;
+        px_storage_mem_crash(H.st[i], true);
+    }
+    for (int i = 0; i < 3; i++) {
+        H.r[i] = start(i);
+        px_status s;
+        px_replica_status(H.r[i], &s);
+        cr_assert(!s.needs_snapshot, "r%d can lead", i);
+    }
+    run_ms(1000);
+    l = leader();
+    cr_assert_geq(l, 0, "a leader after the whole-cluster crash");
+    uint64_t ok = H.replies_ok;
+    client_send(l, PX_OP_PUT, 8, 1, "after", "crash");
+    run_ms(100);
+    cr_assert_eq(H.replies_ok, ok + 1, "a new command executes");
+    px_status ls;
+    px_replica_status(H.r[l], &ls);
+    cr_assert_gt(ls.last_executed, 300);
+    for (int i = 0; i < 3; i++) {
+        px_status s;
+        px_replica_status(H.r[i], &s);
+        cr_assert_eq(s.last_executed, ls.last_executed, "r%d caught up", i);
+        cr_assert_eq(s.digest, ls.digest, "r%d agrees", i);
+        for (int k = 1; k <= 300; k += 37) {
+            char key[16];
+            snprintf(key, sizeof(key), "k%d", k);
+            lookup(i, key);
+        }
+        lookup(i, "after");
+    }
+}
+
+/* A checkpoint older than the WAL's trim point (the newer one was lost) is no
+ * base to resume from: the replica waits for an image, as before checkpoints. */
+static void stage(px_storage *st, uint64_t ckpt_at, uint64_t trim_at)
+{
+    px_kv *kv = px_kv_new();
+    cr_assert_not_null(kv);
+    const uint8_t noop[1] = {0};
+    for (uint64_t i = 1; i <= ckpt_at; i++)
+        cr_assert_eq(px_kv_apply(kv, i, noop, 1, NULL, NULL), 0);
+    uint8_t *img;
+    size_t len;
+    cr_assert_eq(px_kv_image_encode(kv, &img, &len), 0);
+    cr_assert_eq(px_storage_checkpoint(st, ckpt_at, img, len), 0);
+    cr_assert_eq(px_storage_promise(st, PX_BALLOT_MAKE(3, 1)), 0);
+    for (uint64_t i = 1; i <= trim_at + 5; i++)
+        cr_assert_eq(px_storage_accept(st, i, PX_BALLOT_MAKE(3, 1), noop, 1), 0);
+    cr_assert_eq(px_storage_trim(st, trim_at), 0);
+    cr_assert_eq(px_storage_flush(st), 0);
+    free(img);
+    px_kv_free(kv);
+}
+
+Test(replica, recovery_uses_a_checkpoint_only_if_it_reaches_the_trim_point)
+{
+    setup_cluster(3, PX_FD_QUORUM);
+    px_replica_free(H.r[0]);
+    px_storage_close(H.st[0]);
+    H.st[0] = px_storage_mem_new(PX_DURABILITY_FSYNC);
+    stage(H.st[0], 12, 10);
+    H.r[0] = start(0);
+    px_status s;
+    px_replica_status(H.r[0], &s);
+    cr_assert(!s.needs_snapshot);
+    cr_assert_eq(s.last_executed, 12);
+    cr_assert_eq(s.log_base, 12);
+    cr_assert_eq(s.log_entries, 3, "entries 13..15 from the WAL");
+    cr_assert_eq(s.ballot, PX_BALLOT_MAKE(3, 1));
+
+    px_replica_free(H.r[0]);
+    px_storage_close(H.st[0]);
+    H.st[0] = px_storage_mem_new(PX_DURABILITY_FSYNC);
+    stage(H.st[0], 5, 10);
+    H.r[0] = start(0);
+    px_replica_status(H.r[0], &s);
+    cr_assert(s.needs_snapshot, "entries 6..10 are in neither the image nor the WAL");
+    cr_assert_eq(s.last_executed, 0);
+    cr_assert_eq(s.checkpoint_index, 0);
+    cr_assert_eq(s.log_base, 10);
 }
 
 Test(replica, config_set_and_check)
@@ -491,7 +718,13 @@ Test(replica, config_set_and_check)
     cr_assert_eq(px_config_set(&c, "nope", "1"), -ENOENT);
     cr_assert_eq(px_config_set(&c, "heartbeat_ms", "-1"), -EINVAL);
     cr_assert_eq(px_config_set(&c, "fd", "paxos"), -EINVAL);
+    cr_assert_eq(px_config_set(&c, "checkpoint_entries", "1000"), 0);
+    cr_assert_eq(c.checkpoint_entries, 1000);
     char err[128];
+    cr_assert_eq(px_config_set(&c, "checkpoint_entries", "0"), 0);
+    cr_assert_eq(px_config_check(&c, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "checkpoint_entries"), "%s", err);
+    c.checkpoint_entries = 1;
     cr_assert_eq(px_config_set(&c, "heartbeat_ms", "500"), 0);
     cr_assert_eq(px_config_check(&c, err, sizeof(err)), -EINVAL);
     cr_assert(strstr(err, "heartbeat_ms"));

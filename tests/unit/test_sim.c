@@ -531,6 +531,10 @@ Test(sim, partitioned_minority_cannot_commit_majority_can)
     harness_fini(&h);
 }
 
+/* A replica down while the others moved on under a new leader: its checkpoint
+ * and WAL bring it back to where it crashed, but what it accepted after its
+ * checkpoint carries the old ballot (no commit can vouch for it) and the new
+ * leader trimmed past its checkpoint, so only an image brings it level. */
 Test(sim, state_transfer_after_a_long_crash)
 {
     harness h;
@@ -542,20 +546,111 @@ Test(sim, state_transfer_after_a_long_crash)
     int f = (l + 1) % 3;
     px_status before = status(&h, f);
     cr_assert_gt(before.log_base, 0, "compaction trimmed before the crash");
+    cr_assert_gt(before.checkpoint_index, 0, "and checkpointed");
     cr_assert_eq(sim_crash(h.s, f, true), 0);
-    run_until(&h, sim_now_us(h.s) + 2 * SEC);
+    run_until(&h, sim_now_us(h.s) + 1 * SEC);
+    cr_assert_eq(sim_restart(h.s, l), 0); /* a reboot: the next leader has a new ballot */
+    run_until(&h, sim_now_us(h.s) + 1 * SEC);
+    int l2 = sim_leader(h.s);
+    cr_assert_geq(l2, 0);
+    cr_assert_gt(status(&h, l2).ballot, before.ballot);
     cr_assert_eq(sim_restart(h.s, f), 0);
-    cr_assert(status(&h, f).needs_snapshot, "a restart past a trim needs a state transfer");
+    px_status back = status(&h, f);
+    cr_assert(!back.needs_snapshot, "its checkpoint survived the power loss");
+    cr_assert_eq(back.last_executed, back.checkpoint_index);
+    cr_assert_geq(back.checkpoint_index, before.checkpoint_index);
+    cr_assert_lt(back.last_executed, status(&h, l2).log_base, "the leader trimmed past its checkpoint");
     run_until(&h, sim_now_us(h.s) + 1 * SEC);
     cr_assert_gt(h.kinds[f][PX_EV_SNAP_INSTALL], 0, "no state transfer");
     cr_assert_geq(h.last_snap_index[f], before.last_executed);
     cr_assert(!status(&h, f).needs_snapshot);
+    cr_assert_geq(status(&h, f).checkpoint_index, h.last_snap_index[f], "the image it got is its checkpoint");
     sim_workload_stop(h.w);
     run_until(&h, sim_now_us(h.s) + 1500 * MS);
     assert_converged(&h);
-    /* With everyone back, gle advances again and the WAL shrinks. */
-    cr_assert_lt(status(&h, l).log_entries, 200);
-    cr_assert_lt(sim_storage_records(h.s, f), 200);
+    /* With everyone back, gle advances again and the log and WAL shrink (the
+     * WAL to the last checkpoint: at most checkpoint_entries behind gle). */
+    px_config dflt;
+    px_config_default(&dflt);
+    cr_assert_lt(status(&h, l2).log_entries, 200);
+    cr_assert_lt(sim_storage_records(h.s, f), dflt.checkpoint_entries + 200);
+    harness_fini(&h);
+}
+
+/* Every replica crashes (power loss) after compaction trimmed their logs and
+ * WALs: each comes back from its own checkpoint plus WAL, and the cluster
+ * elects a leader and serves again with nothing acknowledged lost. */
+Test(sim, whole_cluster_crash_recovers_from_checkpoints)
+{
+    harness h;
+    harness_init(&h, 3, 31, PX_DURABILITY_FSYNC);
+    int l = wait_leader(&h, 2 * SEC);
+    cr_assert_geq(l, 0);
+    cr_assert_eq(sim_workload_start(h.w), 0);
+    run_until(&h, sim_now_us(h.s) + 1 * SEC);
+    px_status before[3];
+    for (int i = 0; i < 3; i++) {
+        before[i] = status(&h, i);
+        cr_assert_gt(before[i].log_base, 0, "r%d trimmed before the crash", i);
+        cr_assert_gt(before[i].checkpoint_index, 0, "r%d checkpointed before the crash", i);
+    }
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(sim_crash(h.s, i, true), 0);
+    run_until(&h, sim_now_us(h.s) + 300 * MS);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(sim_restart(h.s, i), 0);
+        px_status back = status(&h, i);
+        cr_assert(!back.needs_snapshot, "r%d can lead again", i);
+        cr_assert_eq(back.last_executed, back.checkpoint_index);
+        cr_assert_geq(back.checkpoint_index, before[i].checkpoint_index);
+        cr_assert_leq(back.last_executed, before[i].last_executed);
+    }
+    uint64_t executed = 0;
+    for (int i = 0; i < 3; i++)
+        executed = before[i].last_executed > executed ? before[i].last_executed : executed;
+    mark(&h);
+    int l2 = wait_leader(&h, sim_now_us(h.s) + 2 * SEC);
+    cr_assert_geq(l2, 0, "no leader after the whole-cluster crash");
+    run_until(&h, sim_now_us(h.s) + 1 * SEC);
+    cr_assert_gt(h.ok_after_mark, 100, "the cluster serves again");
+    cr_assert_gt(status(&h, l2).last_executed, executed, "and executes past what it had");
+    sim_workload_stop(h.w);
+    run_until(&h, sim_now_us(h.s) + 1500 * MS);
+    assert_converged(&h);
+    harness_fini(&h);
+}
+
+/* Durability off: the same crash is amnesia. The cluster restarts empty (the
+ * run does not crash); what it acknowledged is gone, which the checkers see. */
+Test(sim, whole_cluster_crash_without_durability_is_amnesia)
+{
+    harness h;
+    harness_init(&h, 3, 31, PX_DURABILITY_OFF);
+    int l = wait_leader(&h, 2 * SEC);
+    cr_assert_geq(l, 0);
+    cr_assert_eq(sim_workload_start(h.w), 0);
+    run_until(&h, sim_now_us(h.s) + 1 * SEC);
+    size_t keys = px_kv_key_count(sim_replica_kv(h.s, l));
+    uint64_t executed = status(&h, l).last_executed;
+    cr_assert_geq(keys, 8); /* of the workload's 10 */
+    cr_assert_gt(status(&h, l).log_base, 0, "compaction trims as usual");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(h.kinds[i][PX_EV_CHECKPOINT], 0, "off writes no image");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(sim_crash(h.s, i, true), 0);
+    run_until(&h, sim_now_us(h.s) + 300 * MS);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(sim_restart(h.s, i), 0);
+        cr_assert_eq(status(&h, i).last_executed, 0, "r%d forgot everything", i);
+        cr_assert_eq(status(&h, i).checkpoint_index, 0);
+    }
+    sim_workload_stop(h.w);
+    int l2 = wait_leader(&h, sim_now_us(h.s) + 2 * SEC);
+    cr_assert_geq(l2, 0);
+    run_until(&h, sim_now_us(h.s) + 500 * MS);
+    /* Only what the 4 clients still retried after the stop is there. */
+    cr_assert_leq(px_kv_key_count(sim_replica_kv(h.s, l2)), 4, "the acknowledged writes are gone");
+    cr_assert_lt(status(&h, l2).last_executed, executed / 2);
     harness_fini(&h);
 }
 

@@ -351,6 +351,230 @@ Test(file, bad_path_reports_error)
     cr_expect_null(px_storage_file_open(dir, PX_DURABILITY_WRITE, NULL, 0), "a directory is not a WAL");
 }
 
+/* ------------------------------------------------------------------ checkpoints */
+
+static char ckpt_path[160], prev_path[160], ckpt_tmp_path[160];
+
+static void ckpt_paths(void)
+{
+    snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt", path);
+    snprintf(prev_path, sizeof prev_path, "%s.ckpt.prev", path);
+    snprintf(ckpt_tmp_path, sizeof ckpt_tmp_path, "%s.ckpt.tmp", path);
+}
+
+static void ckpt_str(px_storage *s, uint64_t index, const char *image)
+{
+    cr_assert_eq(px_storage_checkpoint(s, index, (const uint8_t *)image, strlen(image)), 0);
+}
+
+static void expect_ckpt(const px_storage_state *st, uint64_t index, const char *image)
+{
+    if (!image) {
+        cr_expect_null(st->ckpt_image, "no checkpoint expected, got one at %llu", (unsigned long long)st->ckpt_index);
+        cr_expect_eq(st->ckpt_len, 0);
+        return;
+    }
+    cr_assert_not_null(st->ckpt_image, "checkpoint at %llu expected", (unsigned long long)index);
+    cr_expect_eq(st->ckpt_index, index);
+    cr_assert_eq(st->ckpt_len, strlen(image));
+    cr_expect_eq(memcmp(st->ckpt_image, image, st->ckpt_len), 0);
+}
+
+/* Entries 1..10, a checkpoint at 4 (trim to 4), then one at 8 (trim to 8). */
+static void write_two_checkpoints(px_durability policy)
+{
+    px_storage *s = open_wal(policy);
+    cr_assert_eq(px_storage_promise(s, 3), 0);
+    for (uint64_t i = 1; i <= 10; i++)
+        accept_str(s, i, 3, "v");
+    ckpt_str(s, 4, "image-at-4");
+    cr_assert_eq(px_storage_trim(s, 4), 0);
+    cr_assert_eq(px_storage_flush(s), 0);
+    ckpt_str(s, 8, "image-at-8");
+    cr_assert_eq(px_storage_trim(s, 8), 0);
+    cr_assert_eq(px_storage_flush(s), 0);
+    px_storage_close(s);
+}
+
+static void checkpoint_survives_reopen(px_durability policy)
+{
+    ckpt_paths();
+    write_two_checkpoints(policy);
+    cr_expect_gt(file_size(ckpt_path), 0);
+    cr_expect_gt(file_size(prev_path), 0, "the one before is kept");
+    cr_expect_eq(file_size(ckpt_tmp_path), -1, "no temp file left behind");
+    px_storage *s = open_wal(policy);
+    px_storage_state st = load(s);
+    expect_ckpt(&st, 8, "image-at-8");
+    cr_expect_eq(st.trimmed, 8);
+    cr_assert_eq(st.n_entries, 2);
+    expect_entry(&st, 0, 9, 3, "v");
+    px_storage_state_release(&st);
+    px_storage_close(s);
+}
+
+Test(file, checkpoint_survives_reopen_fsync) { checkpoint_survives_reopen(PX_DURABILITY_FSYNC); }
+Test(file, checkpoint_survives_reopen_write) { checkpoint_survives_reopen(PX_DURABILITY_WRITE); }
+
+Test(file, checkpoint_format)
+{
+    ckpt_paths();
+    px_storage *s = open_wal(PX_DURABILITY_FSYNC);
+    ckpt_str(s, 0x0102030405060708ull, "img");
+    px_storage_close(s);
+    uint8_t b[64];
+    int fd = open(ckpt_path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(read(fd, b, sizeof b), 27);
+    close(fd);
+    cr_expect_eq(memcmp(b, "RFCK", 4), 0, "magic");
+    const uint8_t rest[] = { 8, 7, 6, 5, 4, 3, 2, 1, 3, 0, 0, 0, 0, 0, 0, 0, 'i', 'm', 'g' };
+    cr_expect_eq(memcmp(b + 8, rest, sizeof rest), 0, "index, length, image");
+    uint32_t crc = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
+    cr_expect_eq(crc, crc32c_bitwise(b + 8, sizeof rest));
+}
+
+/* Flip a byte of path at offset (negative: from the end). */
+static void flip(const char *p, off_t at)
+{
+    off_t size = file_size(p);
+    cr_assert_gt(size, 0);
+    if (at < 0)
+        at += size;
+    int fd = open(p, O_RDWR);
+    uint8_t byte;
+    cr_assert_eq(pread(fd, &byte, 1, at), 1);
+    byte ^= 0x10;
+    cr_assert_eq(pwrite(fd, &byte, 1, at), 1);
+    close(fd);
+}
+
+Test(file, corrupt_checkpoint_falls_back_to_the_previous_one)
+{
+    ckpt_paths();
+    write_two_checkpoints(PX_DURABILITY_FSYNC);
+    flip(ckpt_path, -2); /* in the image: only the checksum can tell */
+    px_storage *s = open_wal(PX_DURABILITY_FSYNC);
+    px_storage_state st = load(s);
+    expect_ckpt(&st, 4, "image-at-4");
+    /* The WAL was trimmed past it: the caller sees the gap (trimmed > ckpt). */
+    cr_expect_eq(st.trimmed, 8);
+    px_storage_state_release(&st);
+    px_storage_close(s);
+}
+
+Test(file, torn_checkpoint_falls_back_to_the_previous_one)
+{
+    ckpt_paths();
+    write_two_checkpoints(PX_DURABILITY_WRITE);
+    cr_assert_eq(truncate(ckpt_path, file_size(ckpt_path) - 3), 0);
+    px_storage *s = open_wal(PX_DURABILITY_WRITE);
+    px_storage_state st = load(s);
+    expect_ckpt(&st, 4, "image-at-4");
+    px_storage_state_release(&st);
+    px_storage_close(s);
+
+    cr_assert_eq(truncate(ckpt_path, 10), 0); /* not even a whole header */
+    s = open_wal(PX_DURABILITY_WRITE);
+    st = load(s);
+    expect_ckpt(&st, 4, "image-at-4");
+    px_storage_state_release(&st);
+    px_storage_close(s);
+}
+
+Test(file, no_intact_checkpoint_leaves_the_full_wal)
+{
+    ckpt_paths();
+    px_storage *s = open_wal(PX_DURABILITY_FSYNC);
+    for (uint64_t i = 1; i <= 6; i++)
+        accept_str(s, i, 2, "w");
+    ckpt_str(s, 3, "image-at-3");
+    cr_assert_eq(px_storage_flush(s), 0); /* no trim yet: the WAL still has it all */
+    px_storage_close(s);
+    flip(ckpt_path, 0); /* the magic */
+    s = open_wal(PX_DURABILITY_FSYNC);
+    px_storage_state st = load(s);
+    expect_ckpt(&st, 0, NULL);
+    cr_expect_eq(st.trimmed, 0);
+    cr_assert_eq(st.n_entries, 6, "the full WAL to replay from the start");
+    px_storage_state_release(&st);
+    px_storage_close(s);
+}
+
+Test(file, index_is_covered_by_the_checksum)
+{
+    ckpt_paths();
+    write_two_checkpoints(PX_DURABILITY_FSYNC);
+    flip(ckpt_path, 8); /* the index's low byte */
+    px_storage *s = open_wal(PX_DURABILITY_FSYNC);
+    px_storage_state st = load(s);
+    expect_ckpt(&st, 4, "image-at-4");
+    px_storage_state_release(&st);
+    px_storage_close(s);
+}
+
+static void write_file(const char *p, const void *b, size_t n)
+{
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, b, n), (ssize_t)n);
+    close(fd);
+}
+
+/* A crash between the two renames of a replace: .ckpt is gone, .ckpt.prev
+ * holds the newest complete checkpoint, .ckpt.tmp a half-written next one. */
+Test(file, crash_mid_replace_keeps_the_newest_complete_checkpoint)
+{
+    ckpt_paths();
+    write_two_checkpoints(PX_DURABILITY_FSYNC);
+    cr_assert_eq(rename(ckpt_path, prev_path), 0);
+    write_file(ckpt_tmp_path, "RFCK\x01\x02", 6);
+    px_storage *s = open_wal(PX_DURABILITY_FSYNC);
+    cr_expect_eq(file_size(ckpt_tmp_path), -1, "a half-written checkpoint is cleared at open");
+    px_storage_state st = load(s);
+    expect_ckpt(&st, 8, "image-at-8");
+    px_storage_state_release(&st);
+    /* The next replace starts from there. */
+    ckpt_str(s, 9, "image-at-9");
+    st = load(s);
+    expect_ckpt(&st, 9, "image-at-9");
+    px_storage_state_release(&st);
+    px_storage_close(s);
+    flip(ckpt_path, -1);
+    s = open_wal(PX_DURABILITY_FSYNC);
+    st = load(s);
+    expect_ckpt(&st, 8, "image-at-8");
+    px_storage_state_release(&st);
+    px_storage_close(s);
+}
+
+Test(file, off_keeps_no_checkpoint)
+{
+    ckpt_paths();
+    write_two_checkpoints(PX_DURABILITY_FSYNC);
+    px_storage *s = open_wal(PX_DURABILITY_OFF);
+    cr_expect_eq(file_size(ckpt_path), -1, "an earlier run's checkpoint must not come back");
+    cr_expect_eq(file_size(prev_path), -1);
+    ckpt_str(s, 20, "image-at-20");
+    cr_assert_eq(px_storage_flush(s), 0);
+    px_storage_state st = load(s);
+    expect_ckpt(&st, 0, NULL);
+    px_storage_state_release(&st);
+    px_storage_close(s);
+    cr_expect_eq(file_size(ckpt_path), -1);
+}
+
+Test(file, checkpoint_rejects_empty_images)
+{
+    px_storage *s = open_wal(PX_DURABILITY_WRITE);
+    cr_expect_eq(px_storage_checkpoint(s, 1, NULL, 4), -EINVAL);
+    cr_expect_eq(px_storage_checkpoint(s, 1, (const uint8_t *)"x", 0), -EINVAL);
+    px_storage_close(s);
+    s = px_storage_mem_new(PX_DURABILITY_FSYNC);
+    cr_expect_eq(px_storage_checkpoint(s, 1, NULL, 4), -EINVAL);
+    px_storage_close(s);
+}
+
 Test(durability, parse_and_name)
 {
     px_durability d;
@@ -504,5 +728,84 @@ Test(mem, record_count_counts_pending)
     cr_expect_eq(px_storage_mem_record_count(s), 2);
     px_storage_mem_crash(s, false);
     cr_expect_eq(px_storage_mem_record_count(s), 0);
+    px_storage_close(s);
+}
+
+/* Flushed: checkpoint at 5 (with its trim). Unflushed: checkpoint at 9. */
+Test(mem, checkpoint_crash_matrix)
+{
+    const crash_case cases[] = {
+        { PX_DURABILITY_FSYNC, false, true }, { PX_DURABILITY_FSYNC, true, true },
+        { PX_DURABILITY_WRITE, false, true }, { PX_DURABILITY_WRITE, true, false },
+        { PX_DURABILITY_OFF, false, false },  { PX_DURABILITY_OFF, true, false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const crash_case *c = &cases[i];
+        px_storage *s = px_storage_mem_new(c->policy);
+        cr_assert_not_null(s);
+        for (uint64_t k = 1; k <= 10; k++)
+            accept_str(s, k, 1, "v");
+        ckpt_str(s, 5, "image-at-5");
+        cr_assert_eq(px_storage_trim(s, 5), 0);
+        cr_assert_eq(px_storage_flush(s), 0);
+        ckpt_str(s, 9, "image-at-9");
+        px_storage_mem_crash(s, c->power_loss);
+        px_storage_state st = load(s);
+        if (c->keeps_flushed) {
+            expect_ckpt(&st, 5, "image-at-5");
+            cr_expect_eq(st.trimmed, 5);
+            cr_expect_eq(st.n_entries, 5);
+        } else {
+            expect_ckpt(&st, 0, NULL);
+            cr_expect_eq(st.trimmed, 0);
+        }
+        px_storage_state_release(&st);
+        px_storage_close(s);
+    }
+}
+
+/* The replica checkpoints, then trims: a crash before the flush loses both,
+ * never the checkpoint alone, so the WAL is never trimmed past a lost image. */
+Test(mem, checkpoint_and_its_trim_share_a_fate)
+{
+    px_storage *s = px_storage_mem_new(PX_DURABILITY_FSYNC);
+    for (uint64_t k = 1; k <= 10; k++)
+        accept_str(s, k, 1, "v");
+    cr_assert_eq(px_storage_flush(s), 0);
+    ckpt_str(s, 6, "image-at-6");
+    cr_assert_eq(px_storage_trim(s, 6), 0);
+    px_storage_mem_crash(s, true);
+    px_storage_state st = load(s);
+    expect_ckpt(&st, 0, NULL);
+    cr_expect_eq(st.trimmed, 0);
+    cr_expect_eq(st.n_entries, 10, "all entries, to replay from the start");
+    px_storage_state_release(&st);
+
+    ckpt_str(s, 6, "image-at-6");
+    cr_assert_eq(px_storage_trim(s, 6), 0);
+    cr_assert_eq(px_storage_flush(s), 0);
+    px_storage_mem_crash(s, true);
+    st = load(s);
+    expect_ckpt(&st, 6, "image-at-6");
+    cr_expect_eq(st.trimmed, 6);
+    cr_expect_eq(st.n_entries, 4);
+    px_storage_state_release(&st);
+    px_storage_close(s);
+}
+
+Test(mem, newest_checkpoint_wins_and_counts_once)
+{
+    px_storage *s = px_storage_mem_new(PX_DURABILITY_FSYNC);
+    ckpt_str(s, 9, "image-at-9");
+    ckpt_str(s, 7, "image-at-7"); /* older: never replaces a newer one */
+    cr_expect_eq(px_storage_mem_record_count(s), 1);
+    cr_assert_eq(px_storage_flush(s), 0);
+    ckpt_str(s, 12, "image-at-12");
+    cr_expect_eq(px_storage_mem_record_count(s), 2, "one durable, one pending");
+    cr_assert_eq(px_storage_flush(s), 0);
+    cr_expect_eq(px_storage_mem_record_count(s), 1, "the newer one replaced it");
+    px_storage_state st = load(s);
+    expect_ckpt(&st, 12, "image-at-12");
+    px_storage_state_release(&st);
     px_storage_close(s);
 }
