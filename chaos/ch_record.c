@@ -31,7 +31,7 @@ struct ch_record {
     ch_disagreement dis;
     ch_recovery *recov;
     uint32_t n_recov, cap_recov;
-    uint32_t leaders_seen, elections, step_downs, trims, snaps;
+    uint32_t leaders_seen, elections, step_downs, trims, snaps, checkpoints;
     int last_leader; /* replica that last became leader, -1 = none yet */
     uint64_t max_log_entries;
     uint64_t end_us;
@@ -175,6 +175,10 @@ static json_t *event_detail(ch_record *r, const px_event *e)
         json_object_set_new(d, e->kind == PX_EV_SNAP_SEND ? "to" : "from", json_string(peer));
         break;
     }
+    case PX_EV_CHECKPOINT:
+        json_object_set_new(d, "index", json_integer((json_int_t)e->index));
+        json_object_set_new(d, "bytes", json_integer((json_int_t)e->a));
+        break;
     case PX_EV_FD_ADAPT:
         json_object_set_new(d, "heartbeat_us", json_integer((json_int_t)e->a));
         json_object_set_new(d, "election_timeout_max_us", json_integer((json_int_t)e->b));
@@ -205,6 +209,7 @@ void ch_record_px_event(ch_record *r, const px_event *e)
     case PX_EV_ELECTION_START: r->elections++; break;
     case PX_EV_STEP_DOWN: r->step_downs++; break;
     case PX_EV_TRIM: r->trims++; break;
+    case PX_EV_CHECKPOINT: r->checkpoints++; break;
     default: break;
     }
     json_t *d = event_detail(r, e);
@@ -484,6 +489,7 @@ int ch_record_metrics(ch_record *r, ch_metrics *m)
     m->step_downs = r->step_downs;
     m->trims = r->trims;
     m->snapshots_installed = r->snaps;
+    m->checkpoints = r->checkpoints;
     m->max_log_entries = r->max_log_entries;
     m->disagreement = r->dis;
     throughput(r, t, n, m);
@@ -610,6 +616,8 @@ static json_t *metrics_json(const ch_metrics *m)
         (int)m->snapshots_installed, "max_log_entries", (json_int_t)m->max_log_entries,
         "throughput_before_faults_ops_per_s", m->throughput_before_faults, "throughput_during_faults_ops_per_s",
         m->throughput_during_faults, "recoveries", rec);
+    if (j)
+        json_object_set_new(j, "checkpoints", json_integer((json_int_t)m->checkpoints));
     if (j)
         json_object_set_new(j, "max_recovery_us",
                             m->max_recovery_us < 0 ? json_null() : json_integer(m->max_recovery_us));

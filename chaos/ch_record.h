@@ -43,6 +43,7 @@ typedef struct ch_metrics {
     uint32_t elections_started;
     uint32_t step_downs;
     uint32_t trims, snapshots_installed;
+    uint32_t checkpoints;                            /* KV images made durable (docs/durability.md) */
     uint64_t max_log_entries;                        /* over samples of every replica */
     double throughput_before_faults;                 /* ops/s before the first fault */
     double throughput_during_faults;                 /* ops/s while any fault is active */
