@@ -568,29 +568,8 @@ static uint64_t wl_now(void *ctx) { return run_us(ctx); }
 static void wl_history(void *ctx, const wl_hist *h)
 {
     drun *r = ctx;
-    ch_op op = {.process = (uint32_t)h->process, .type = (ch_type)h->type, .time_us = (int64_t)h->time_us};
-    static const ch_f fmap[] = {[PX_OP_GET] = CH_GET, [PX_OP_PUT] = CH_PUT, [PX_OP_DEL] = CH_DEL,
-                                [PX_OP_APPEND] = CH_APPEND, [PX_OP_CAS] = CH_CAS};
-    op.f = fmap[h->f <= PX_OP_MAX ? h->f : PX_OP_GET];
-    op.key = (char *)h->key;
-    char *v = NULL, *x = NULL;
-    if (h->value && (v = malloc(h->value_len + 1))) {
-        memcpy(v, h->value, h->value_len);
-        v[h->value_len] = 0;
-    }
-    op.value = v;
-    if (op.f == CH_CAS) {
-        op.has_cas_expected = true;
-        if (h->expected && (x = malloc(h->expected_len + 1))) {
-            memcpy(x, h->expected, h->expected_len);
-            x[h->expected_len] = 0;
-        }
-        op.cas_expected = x;
-    }
-    if (ch_record_op(r->ctx->record, &op) < 0)
+    if (ch_record_wl_op(r->ctx->record, h) < 0)
         r->error = -ENOMEM;
-    free(v);
-    free(x);
     if (h->type == WL_HIST_OK || h->type == WL_HIST_FAIL)
         r->ok_last_second++;
 }

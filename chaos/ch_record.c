@@ -222,6 +222,37 @@ void ch_record_px_event(ch_record *r, const px_event *e)
 
 int ch_record_op(ch_record *r, const ch_op *op) { return ch_history_append(r->history, op); }
 
+/* wl_hist strings are not NUL-terminated; ch_op's are. */
+static char *dup_or_null(const char *s, size_t len)
+{
+    if (!s)
+        return NULL;
+    char *d = malloc(len + 1);
+    if (d) {
+        memcpy(d, s, len);
+        d[len] = 0;
+    }
+    return d;
+}
+
+int ch_record_wl_op(ch_record *r, const wl_hist *h)
+{
+    static const ch_f fmap[] = {[PX_OP_GET] = CH_GET, [PX_OP_PUT] = CH_PUT, [PX_OP_DEL] = CH_DEL,
+                                [PX_OP_APPEND] = CH_APPEND, [PX_OP_CAS] = CH_CAS};
+    ch_op op = {.process = (uint32_t)h->process, .type = (ch_type)h->type, .time_us = (int64_t)h->time_us};
+    op.f = fmap[h->f <= PX_OP_MAX ? h->f : PX_OP_GET];
+    op.key = (char *)h->key;
+    op.value = dup_or_null(h->value, h->value_len);
+    if (op.f == CH_CAS) {
+        op.has_cas_expected = true;
+        op.cas_expected = dup_or_null(h->expected, h->expected_len);
+    }
+    int e = ch_record_op(r, &op);
+    free(op.value);
+    free(op.cas_expected);
+    return e;
+}
+
 void ch_record_note(ch_record *r, uint64_t t_us, const char *node, const char *kind, json_t *detail)
 {
     add_event(r, t_us, node, kind, detail);

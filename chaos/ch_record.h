@@ -15,6 +15,7 @@
 
 #include "../paxos/px_replica.h"
 #include "ch_history.h"
+#include "wl_client.h"
 
 typedef struct ch_record ch_record;
 
@@ -60,6 +61,9 @@ void ch_record_free(ch_record *r);
 void ch_record_px_event(ch_record *r, const px_event *e);
 /* Copies op into the record's history. */
 int ch_record_op(ch_record *r, const ch_op *op);
+/* The same for a workload engine's record (wl_client.h), whichever backend
+ * drives the engine. */
+int ch_record_wl_op(ch_record *r, const wl_hist *h);
 /* A timeline action fired (json: the action as resolved, stolen). recovery marks
  * heal-all/clear/resume/restart for recover_within_ms. */
 void ch_record_action(ch_record *r, uint64_t t_us, json_t *action, const char *recovery);

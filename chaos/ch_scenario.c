@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/rift_json.h"
+
 #define CH_PATH_MAX 256
 #define CH_MS_MAX 3600000.0        /* network delays, gc pauses: at most an hour */
 #define CH_KEYS_MAX 10000000
@@ -71,17 +73,6 @@ static int ch_fail(ch_ctx *cx, const char *fmt, ...)
     return -EINVAL;
 }
 
-/* Copy s for a message: printable ASCII only, at most len-1 bytes ("..." when cut). */
-static void ch_sanitize(const char *s, char *out, size_t len)
-{
-    size_t i = 0;
-    for (; s[i] && i + 1 < len; i++)
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    out[i] = 0;
-    if (s[i] && len > 4)
-        memcpy(out + len - 4, "...", 4);
-}
-
 /* Append to the path (truncating when full); returns the length to pop back to. */
 static size_t ch_push_text(ch_ctx *cx, const char *text)
 {
@@ -97,7 +88,7 @@ static size_t ch_push_key(ch_ctx *cx, const char *key)
 {
     char seg[56];
     seg[0] = '.';
-    ch_sanitize(key, seg + 1, sizeof(seg) - 1);
+    rift_json_sanitize(key, seg + 1, sizeof(seg) - 1);
     return ch_push_text(cx, cx->plen ? seg : seg + 1);
 }
 
@@ -115,30 +106,7 @@ static void ch_pop(ch_ctx *cx, size_t saved)
 }
 
 /* What a JSON value looks like, for "got ..." in messages. */
-static const char *ch_describe(const json_t *v, char *buf, size_t len)
-{
-    char clean[48];
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        ch_sanitize(json_string_value(v), clean, sizeof(clean));
-        snprintf(buf, len, "\"%s\"", clean);
-        return buf;
-    case JSON_INTEGER:
-        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf;
-    case JSON_REAL:
-        snprintf(buf, len, "%g", json_real_value(v));
-        return buf;
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    case JSON_ARRAY: return "an array";
-    case JSON_OBJECT: return "an object";
-    }
-    return "?";
-}
-
-#define GOT(v) ch_describe((v), (char[64]){0}, 64)
+#define GOT(v) rift_json_describe((v), (char[64]){0}, 64)
 
 /* ------------------------------------------------- suggestions by distance */
 
@@ -1369,7 +1337,7 @@ static int ch_set_fail(ch_error *err, const char *assignment, const char *fmt, .
     if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
         msg[0] = 0;
     va_end(ap);
-    ch_sanitize(assignment, clean, sizeof(clean));
+    rift_json_sanitize(assignment, clean, sizeof(clean));
     ch_msg(err, "--set %s: %s", clean, msg);
     return -EINVAL;
 }

@@ -43,36 +43,11 @@ static void on_px_event(void *ctx, const px_event *e)
     ch_record_px_event(r->ctx->record, e);
 }
 
-/* sim_hist strings are not NUL-terminated; ch_op's are. */
-static char *dup_or_null(const char *s, size_t len)
-{
-    if (!s)
-        return NULL;
-    char *d = malloc(len + 1);
-    if (d) {
-        memcpy(d, s, len);
-        d[len] = 0;
-    }
-    return d;
-}
-
 static void on_history(void *ctx, const sim_hist *h)
 {
     simrun *r = ctx;
-    ch_op op = {.process = (uint32_t)h->process, .type = (ch_type)h->type, .time_us = (int64_t)h->time_us};
-    static const ch_f fmap[] = {[PX_OP_GET] = CH_GET, [PX_OP_PUT] = CH_PUT, [PX_OP_DEL] = CH_DEL,
-                                [PX_OP_APPEND] = CH_APPEND, [PX_OP_CAS] = CH_CAS};
-    op.f = fmap[h->f <= PX_OP_MAX ? h->f : PX_OP_GET];
-    op.key = (char *)h->key;
-    op.value = dup_or_null(h->value, h->value_len);
-    if (op.f == CH_CAS) {
-        op.has_cas_expected = true;
-        op.cas_expected = dup_or_null(h->expected, h->expected_len);
-    }
-    if (ch_record_op(r->ctx->record, &op) < 0)
+    if (ch_record_wl_op(r->ctx->record, h) < 0)
         r->error = -ENOMEM;
-    free(op.value);
-    free(op.cas_expected);
     if (h->type == SIM_HIST_OK || h->type == SIM_HIST_FAIL)
         r->ok_last_second++;
 }

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/rift_json.h"
+
 /* Largest config file read: a real one is well under 4 KiB. */
 #define RN_CONFIG_MAX_BYTES (1u << 20)
 
@@ -20,17 +22,6 @@ typedef struct rn_cx {
     char path[160];
     rn_error *err;
 } rn_cx;
-
-/* Copy s for a message: printable ASCII only, cut with "..." when too long. */
-static void rn_sanitize(const char *s, char *out, size_t len)
-{
-    size_t i = 0;
-    for (; s[i] && i + 1 < len; i++)
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-    out[i] = 0;
-    if (s[i] && len > 4)
-        memcpy(out + len - 4, "...", 4);
-}
 
 __attribute__((format(printf, 2, 3)))
 static int rn_fail(rn_cx *cx, const char *fmt, ...)
@@ -59,34 +50,11 @@ static void rn_at(rn_cx *cx, const char *fmt, ...)
     va_end(ap);
 }
 
-/* "got ..." for messages. */
-static const char *rn_describe(const json_t *v, char *buf, size_t len)
-{
-    char clean[48];
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        rn_sanitize(json_string_value(v), clean, sizeof(clean));
-        snprintf(buf, len, "\"%s\"", clean);
-        return buf;
-    case JSON_INTEGER:
-        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf;
-    case JSON_REAL:
-        snprintf(buf, len, "%g", json_real_value(v));
-        return buf;
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    case JSON_ARRAY: return "an array";
-    case JSON_OBJECT: return "an object";
-    }
-    return "?";
-}
 
 static int rn_expected(rn_cx *cx, const char *what, const json_t *got)
 {
     char buf[80];
-    return rn_fail(cx, "expected %s, got %s", what, rn_describe(got, buf, sizeof(buf)));
+    return rn_fail(cx, "expected %s, got %s", what, rift_json_describe(got, buf, sizeof(buf)));
 }
 
 static int rn_get_int(rn_cx *cx, const json_t *v, json_int_t lo, json_int_t hi, const char *what, json_int_t *out)
@@ -134,7 +102,7 @@ static int rn_parse_peer(rn_cx *cx, size_t i, const json_t *v, rn_peer *out)
     json_t *f;
     json_object_foreach((json_t *)v, key, f) {
         char clean[48];
-        rn_sanitize(key, clean, sizeof(clean));
+        rift_json_sanitize(key, clean, sizeof(clean));
         if (strcmp(key, "ip") != 0 && strcmp(key, "port") != 0) {
             rn_at(cx, "replicas[%zu].%s", i, clean);
             return rn_fail(cx, "unknown field (expected ip or port)");
@@ -216,7 +184,7 @@ static int rn_set_param(rn_cx *cx, px_config *p, const char *name, const json_t 
         return rn_fail(cx, "unknown paxos parameter (see px_config_set in paxos/px_config.c)");
     if (rc < 0) {
         char buf[80];
-        return rn_fail(cx, "bad value %s", rn_describe(v, buf, sizeof(buf)));
+        return rn_fail(cx, "bad value %s", rift_json_describe(v, buf, sizeof(buf)));
     }
     return 0;
 }
@@ -243,7 +211,7 @@ static int rn_parse_paxos(rn_cx *cx, const json_t *v, rn_config *c, bool *durabi
     json_t *f;
     json_object_foreach((json_t *)v, key, f) {
         char clean[48];
-        rn_sanitize(key, clean, sizeof(clean));
+        rift_json_sanitize(key, clean, sizeof(clean));
         rn_at(cx, "paxos.%s", clean);
         int rc;
         if (strcmp(key, "election_timeout_ms") == 0) {
@@ -282,7 +250,7 @@ static int rn_check_fields(rn_cx *cx, const json_t *root)
             known = strcmp(key, rn_fields[i]) == 0;
         if (!known) {
             char clean[48];
-            rn_sanitize(key, clean, sizeof(clean));
+            rift_json_sanitize(key, clean, sizeof(clean));
             rn_at(cx, "%s", clean);
             return rn_fail(cx, "unknown field (expected one of id, replicas, stack, wal, durability, paxos, "
                                "control, events, seed, attach_timeout_ms)");

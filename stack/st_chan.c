@@ -163,6 +163,22 @@ static uint8_t *buf_at(uint8_t *bufs, uint32_t shift, uint32_t b)
     return bufs + ((size_t)b << shift);
 }
 
+/* A validated chain as one contiguous message: the buffer itself when it is
+ * alone, otherwise its n buffers copied into asm_buf (sized for max_msg). */
+static const uint8_t *chain_gather(uint8_t *bufs, uint32_t shift, const uint32_t *chain, uint32_t n, size_t len,
+                                   uint8_t *asm_buf)
+{
+    if (n == 1)
+        return buf_at(bufs, shift, chain[0]);
+    size_t bs = (size_t)1 << shift, off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t chunk = len - off < bs ? len - off : bs;
+        memcpy(asm_buf + off, buf_at(bufs, shift, chain[i]), chunk);
+        off += chunk;
+    }
+    return asm_buf;
+}
+
 /* Copy len bytes into n buffers popped from free_list and chain them.
  * Returns the first buffer (ST_CHAN_NOBUF when len == 0). */
 static uint32_t chain_fill(uint32_t *free_list, uint32_t *n_free, uint32_t *link, uint8_t *bufs, uint32_t shift,
@@ -309,17 +325,7 @@ static int stack_gather(st_chan_stack_end *e, uint32_t first, size_t len, const 
         if (i + 1 < n)
             b = load_word(&e->link[b]);
     }
-    if (n == 1) {
-        *data = buf_at(e->bufs, shift, first);
-        return 0;
-    }
-    size_t bs = (size_t)1 << shift, off = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        size_t chunk = len - off < bs ? len - off : bs;
-        memcpy(e->asm_buf + off, buf_at(e->bufs, shift, e->cur[i]), chunk);
-        off += chunk;
-    }
-    *data = e->asm_buf;
+    *data = chain_gather(e->bufs, shift, e->cur + e->n_cur - n, n, len, e->asm_buf);
     return 0;
 }
 
@@ -557,17 +563,7 @@ static int app_gather(st_chan_app_end *e, uint32_t first, size_t len, const uint
         if (i + 1 < n)
             b = load_word(&e->link[b]);
     }
-    if (n == 1) {
-        *data = buf_at(e->bufs, shift, first);
-        return 0;
-    }
-    size_t bs = (size_t)1 << shift, off = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        size_t chunk = len - off < bs ? len - off : bs;
-        memcpy(e->asm_buf + off, buf_at(e->bufs, shift, e->held[i]), chunk);
-        off += chunk;
-    }
-    *data = e->asm_buf;
+    *data = chain_gather(e->bufs, shift, e->held + e->n_held - n, n, len, e->asm_buf);
     return 0;
 }
 
